@@ -1,0 +1,262 @@
+"""Structured configuration: the schema every run is checked against, and its composition.
+
+The YAML files under ``configs/`` (installed as ``pnl_da.configs``) choose values; the
+dataclasses here fix which keys exist and their types, so a typo in a key or a value of the
+wrong type is an error (exit 2) instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from pnl_da.errors import UsageError
+from pnl_da.resources import packaged_dir
+
+
+@dataclass
+class BenchmarkConfig:
+    name: str = MISSING
+    source: str = MISSING  # canonical domain names, filled in from the TASK argument
+    target: str = MISSING
+    num_classes: int = MISSING
+    target_train_split: str = "train"  # unlabeled target data used for training
+    target_eval_split: str = "test"  # falls back to "all" for domains without a test split
+    normalize_mean: float = 0.5  # digits: tllib's --norm-mean 0.5 --norm-std 0.5
+    normalize_std: float = 0.5
+
+
+@dataclass
+class BackboneConfig:
+    name: str = MISSING
+    pretrained: bool = False
+    weights: Optional[str] = None
+    image_size: int = 28  # every domain is delivered at this size ...
+    channels: int = 1  # ... and channel count
+    bottleneck_dim: int = 0  # 0: no bottleneck (heads sit on the backbone features)
+    lr_mult: float = 1.0  # learning-rate multiplier of the backbone (0.1 when fine-tuning)
+
+
+@dataclass
+class AugmentConfig:
+    """A random affine map applied on the device to a whole batch at once."""
+
+    rotate: float = 0.0  # degrees, uniform in [-rotate, rotate]
+    translate: float = 0.0  # fraction of the image side, uniform in [-t, t] per axis
+    scale: float = 0.0  # uniform in [1 - scale, 1 + scale]
+    shear: float = 0.0  # degrees
+    erase: float = 0.0  # probability of blanking one random square (cutout) of side 1/3
+    contrast: float = 0.0  # contrast factor uniform in [1 - c, 1 + c]
+
+
+@dataclass
+class DataConfig:
+    root: str = "data"
+    on_device: bool = True  # hold domains as tensors on the training device
+    weak: AugmentConfig = field(default_factory=AugmentConfig)
+    strong: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 3000
+    batch_size: int = 64  # images per domain per step
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-3
+    lr_gamma: float = 0.001  # lr * (1 + gamma * step) ** -decay, as in tllib
+    lr_decay: float = 0.75
+    eval_every: int = 500
+    eval_batch_size: int = 1000
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
+    channels_last: str = "auto"  # auto (on GPU) | true | false
+    progress: bool = True
+    deterministic: bool = False  # torch.use_deterministic_algorithms on GPU
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+    heads: int = 1  # classifier heads on the shared features
+    source_view: str = "none"  # none | weak | strong: augmentation of the source batch
+    target_view: str = "none"  # augmentation of the target batch the alignment sees
+    predict: str = "mean"  # test-time prediction: a | b | mean (of the heads' softmaxes)
+
+
+@dataclass
+class AdversarialOptions:
+    """Options of the adversarial alignment (DANN / CDAN), shared by every method that aligns."""
+
+    trade_off: float = 1.0
+    disc_hidden: int = 1024
+    grl_alpha: float = 10.0  # coefficient 2 / (1 + exp(-alpha p)) - 1, p = progress of the run
+    entropy: bool = False  # CDAN+E: entropy conditioning
+    randomized: bool = False  # CDAN: randomized multilinear map instead of the full outer product
+    randomized_dim: int = 1024
+
+
+@dataclass
+class SourceOnlyConfig(MethodConfig):
+    name: str = "source_only"
+
+
+@dataclass
+class DANNConfig(MethodConfig, AdversarialOptions):
+    name: str = "dann"
+
+
+@dataclass
+class CDANConfig(MethodConfig, AdversarialOptions):
+    name: str = "cdan"
+
+
+@dataclass
+class PNLConfig(MethodConfig, AdversarialOptions):
+    name: str = "pnl"
+    heads: int = 2
+    align: str = "dann"  # none | dann | cdan: adversarial alignment stacked under PNL
+    k: int = 2  # pseudo-negative labels per image
+    selection: str = "random"  # random | lowest | sampled | threshold
+    replacement: bool = False  # random: draw with replacement (authors' code)
+    tau: float = 0.05  # threshold: classes with generator probability below tau
+    exchange: str = "both"  # both | alternate
+    generator_view: str = "weak"  # weak | same
+    weight: float = 1.0  # maximum weight of the negative-learning term
+    ramp: float = 0.3  # fraction of training over which that weight ramps up (0: none)
+    confidence: float = 0.0  # generator confidence below which an image gives no negatives
+    diversity: float = 0.0  # weight of the |W_A^T W_B| head-diversity penalty
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    method: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+METHOD_SCHEMAS = {
+    "source_only": SourceOnlyConfig,
+    "dann": DANNConfig,
+    "cdan": CDANConfig,
+    "pnl": PNLConfig,
+}
+
+# Values of string options that have a fixed set of choices; checked once at composition.
+CHOICES = {
+    "method.source_view": ("none", "weak", "strong"),
+    "method.target_view": ("none", "weak", "strong"),
+    "method.predict": ("a", "b", "mean"),
+    "method.align": ("none", "dann", "cdan"),
+    "method.selection": ("random", "lowest", "sampled", "threshold"),
+    "method.exchange": ("both", "alternate"),
+    "method.generator_view": ("weak", "same"),
+    "trainer.precision": ("auto", "fp32", "bf16"),
+    "trainer.channels_last": ("auto", "true", "false"),
+}
+
+
+def register_schemas() -> None:
+    """Make the dataclasses known to Hydra, so YAML files can name them in their defaults."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+    for name, schema in METHOD_SCHEMAS.items():
+        store.store(group="method", name=f"{name}_schema", node=schema)
+
+
+def config_dir() -> Path:
+    """The ``configs/`` folder, installed with the package."""
+    return packaged_dir("configs")
+
+
+def available(group: str) -> list[str]:
+    """Names of the YAML configs of one group (``method``, ``backbone``, ...)."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+_KEY_IN_MESSAGE = re.compile(r"Key '([^']+)'")
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """Compose the run configuration from the packaged configs and command-line overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_schemas()
+    _check_group_choices(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UsageError(_one_line_config_error(exc)) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    _check_choices(cfg)
+    return cfg
+
+
+def _check_group_choices(overrides: list[str]) -> None:
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"override '{item}' has no value; write KEY=VALUE, e.g. seed=1")
+        if key.startswith(("+", "~")):
+            # The schema fixes the keys: adding or deleting one would silently change nothing.
+            raise UsageError(f"override '{item}' adds or removes a key; the configuration's keys "
+                             f"are fixed, so write {key.lstrip('+~')}=VALUE")
+        if key in ("method", "backbone", "trainer", "benchmark"):
+            names = available(key)
+            if value not in names:
+                raise UsageError(
+                    f"unknown {key} '{value}'; choose one of: {', '.join(names)} "
+                    f"(see `pnl-da list {key}s`)"
+                )
+
+
+def _one_line_config_error(exc: BaseException) -> str:
+    """Hydra and OmegaConf explain a bad override over several chained exceptions; keep
+    the facts a user needs (which key, which value, what type) on one line."""
+    texts = []
+    while exc is not None:
+        texts.append(" ".join(str(exc).split()))
+        exc = exc.__cause__ or exc.__context__
+    full = " | ".join(texts)
+    key = re.search(r"Could not override '([^']+)'", full) or re.search(r"full_key: (\S+)", full)
+    if "Could not override" in full or "not in struct" in full:
+        name = key.group(1) if key else "?"
+        section = name.rsplit(".", 1)[0] if "." in name else "the run configuration"
+        return (f"unknown configuration key '{name}'; check its spelling against the keys of "
+                f"{section} (`pnl-da run ... --show-config` prints them)")
+    override = re.search(r"Error merging override (\S+)", full)
+    if override:
+        name, _, value = override.group(1).partition("=")
+        want = (re.search(r"could not be converted to (\w+)", full)
+                or re.search(r"is not a valid (\w+)", full))
+        expected = want.group(1) if want else "a value of another type"
+        return f"bad value '{value}' for '{name}'; expected {expected.lower()}"
+    return f"configuration error: {texts[-1] if texts else full}"
+
+
+def _check_choices(cfg: DictConfig) -> None:
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and str(value).lower() not in allowed:
+            raise UsageError(f"bad value '{value}' for '{key}'; choose one of: {', '.join(allowed)}")
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

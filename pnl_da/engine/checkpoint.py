@@ -1,0 +1,42 @@
+"""Checkpoints and small run files, written atomically: a temporary file, then a rename, so an
+interrupted write never leaves a broken file where a good one was."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    _atomic(path, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def write_json(path: Path, data) -> None:
+    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    _atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda handle: handle.write(text.encode()))

@@ -1,0 +1,59 @@
+"""Accuracy and mean per-class accuracy of each head and of the heads' mean."""
+
+from __future__ import annotations
+
+import torch
+
+from pnl_da.data.base import DomainData
+from pnl_da.data.streams import Normalizer, eval_batches
+
+HEAD_NAMES = ("a", "b")
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Rows: true class, columns: predicted class."""
+    index = target.long() * num_classes + pred.long()
+    return torch.bincount(index, minlength=num_classes ** 2).view(num_classes, num_classes)
+
+
+def scores(confusion: torch.Tensor) -> dict[str, float]:
+    """Accuracy and the mean of per-class accuracies over the classes present (percent)."""
+    confusion = confusion.double()
+    total = confusion.sum()
+    per_class_count = confusion.sum(dim=1)
+    present = per_class_count > 0
+    per_class = confusion.diag()[present] / per_class_count[present]
+    return {"accuracy": float(confusion.diag().sum() / total.clamp_min(1) * 100),
+            "mean_class_accuracy": float(per_class.mean() * 100) if present.any() else 0.0}
+
+
+@torch.no_grad()
+def predict(model, data: DomainData, batch_size: int, device: torch.device,
+            normalize: Normalizer, autocast) -> dict[str, torch.Tensor]:
+    """Predicted classes per head and for the mean of the heads' softmaxes."""
+    was_training = model.training
+    model.eval()
+    preds: dict[str, list[torch.Tensor]] = {}
+    try:
+        for x, _ in eval_batches(data, batch_size, device, normalize):
+            with autocast():
+                _, logits = model(x)
+            probs = [torch.softmax(z.float(), dim=1) for z in logits]
+            for name, p in zip(HEAD_NAMES, probs):
+                preds.setdefault(name, []).append(p.argmax(1))
+            preds.setdefault("mean", []).append(torch.stack(probs).mean(0).argmax(1))
+    finally:
+        model.train(was_training)
+    return {name: torch.cat(chunks).cpu() for name, chunks in preds.items()}
+
+
+def evaluate(model, data: DomainData, num_classes: int, batch_size: int, device: torch.device,
+             normalize: Normalizer, autocast) -> dict:
+    """``{"heads": {"a": {...}, "b": {...}, "mean": {...}}, "confusion": {name: matrix}}``."""
+    preds = predict(model, data, batch_size, device, normalize, autocast)
+    result = {"heads": {}, "confusion": {}}
+    for name, pred in preds.items():
+        confusion = confusion_matrix(pred, data.labels, num_classes)
+        result["heads"][name] = scores(confusion)
+        result["confusion"][name] = confusion
+    return result

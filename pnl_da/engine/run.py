@@ -1,0 +1,192 @@
+"""One run from a resolved configuration to a finished run directory.
+
+Order matters so that bad input never costs anything already written: configuration and
+output folder are checked, then the data is loaded, and only then is anything written.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from pnl_da.data.registry import get_benchmark
+from pnl_da.engine.checkpoint import write_json, write_text
+from pnl_da.engine.trainer import CHECKPOINT, METRICS, RunData, Trainer
+from pnl_da.errors import DataError, UsageError
+
+RESULT = "result.json"
+CONFIG = "config.yaml"
+# Keys that do not change what a run computes: a finished run is reused across them.
+IGNORED_FOR_REUSE = ("trainer.progress", "data.root")
+
+
+def task_dirname(source: str, target: str) -> str:
+    """``uci2mnist-sample``: tllib's A2W style; '->' would be a redirection in shells."""
+    return f"{source}2{target}"
+
+
+def default_out_dir(cfg: DictConfig) -> Path:
+    b = cfg.benchmark
+    return Path("runs") / b.name / task_dirname(b.source, b.target) / cfg.method.name / \
+        f"seed{cfg.seed}"
+
+
+def comparable(cfg_yaml: str) -> dict:
+    data = OmegaConf.to_container(OmegaConf.create(cfg_yaml), resolve=True)
+    for key in IGNORED_FOR_REUSE:
+        section, _, leaf = key.partition(".")
+        data.get(section, {}).pop(leaf, None)
+    return data
+
+
+def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = first_difference(a, b, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{prefix}{key}: {a!r} in the run, {b!r} now"
+    return None
+
+
+def finished_result(out_dir: Path, cfg_yaml: str) -> dict | None:
+    """The result of a finished run in ``out_dir`` made with the same configuration, if any."""
+    result, config = out_dir / RESULT, out_dir / CONFIG
+    if not (result.is_file() and config.is_file()):
+        return None
+    if comparable(config.read_text()) != comparable(cfg_yaml):
+        return None
+    return json.loads(result.read_text())
+
+
+def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
+    """Refuse an output folder that cannot be written or already holds another run."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"output folder {out_dir} is a file; pass --out with a folder path")
+    has_run = any((out_dir / name).exists() for name in (CONFIG, METRICS, RESULT, "checkpoints"))
+    if has_run and not resume:
+        state = "a finished run" if (out_dir / RESULT).exists() else "an unfinished run"
+        hint = ("pass --resume to continue it" if state == "an unfinished run"
+                else "its result.json has the numbers")
+        raise UsageError(f"output folder {out_dir} already holds {state}; {hint}, "
+                         "or choose another --out")
+    if resume and (out_dir / CONFIG).is_file():
+        diff = first_difference(comparable((out_dir / CONFIG).read_text()), comparable(cfg_yaml))
+        if diff:
+            raise UsageError(f"cannot resume {out_dir} with another configuration ({diff}); "
+                             "use the run's own settings or another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".pnl-da-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to output folder {out_dir} ({exc.strerror or exc}); "
+                         "pass --out with a writable folder") from None
+
+
+def check_data_root(root: str) -> None:
+    path = Path(root)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"data root {path} is a file, not a folder; pass --data-root with the "
+                        "folder that holds the datasets")
+
+
+def load_run_data(cfg: DictConfig) -> RunData:
+    check_data_root(cfg.data.root)
+    bench = get_benchmark(cfg.benchmark.name)
+    source, target = bench.domain(cfg.benchmark.source), bench.domain(cfg.benchmark.target)
+    size, channels = cfg.backbone.image_size, cfg.backbone.channels
+
+    def load(domain, split):
+        from pnl_da.data.base import format_images
+
+        data = domain.load(cfg.data.root, split)
+        data.images = format_images(data.images, size, channels)
+        return data
+
+    # Source: its training split; evaluation on the target's test split, or the whole target
+    # domain where it has none (bundled digits, Office-31).
+    return RunData(source=load(source, "train"),
+                   target_train=load(target, cfg.benchmark.target_train_split),
+                   target_eval=load(target, cfg.benchmark.target_eval_split))
+
+
+def environment(device: str) -> dict:
+    import hydra
+    import numpy
+    import torch
+    import torchvision
+
+    def version(name):
+        try:
+            from importlib.metadata import version as v
+
+            return v(name)
+        except Exception:
+            return None
+
+    commit = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": version("timm"), "albumentations": version("albumentations"),
+            "hydra": hydra.__version__, "numpy": numpy.__version__,
+            "pnl_da": version("pnl-da"), "device": device, "gpu": gpu,
+            "cpu_threads": torch.get_num_threads(), "git_commit": commit or None}
+
+
+def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict) -> dict:
+    heads = evaluation["heads"]
+    chosen = heads[cfg.method.predict] if cfg.method.predict in heads else heads["mean"]
+    return {
+        "benchmark": cfg.benchmark.name,
+        "task": f"{cfg.benchmark.source}->{cfg.benchmark.target}",
+        "source": cfg.benchmark.source, "target": cfg.benchmark.target,
+        "method": cfg.method.name, "seed": int(cfg.seed), "steps": int(cfg.trainer.steps),
+        "metrics": {"accuracy": round(chosen["accuracy"], 3),
+                    "mean_class_accuracy": round(chosen["mean_class_accuracy"], 3)},
+        "prediction": cfg.method.predict,
+        "heads": {h: {k: round(v, 3) for k, v in s.items()} for h, s in heads.items()},
+        "wall_time_s": round(wall_time, 2),
+        "train_steps_per_s": (round(fit["steps_trained"] / fit["train_time_s"], 2)
+                              if fit["train_time_s"] else None),
+    }
+
+
+def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
+            log=print) -> dict:
+    """Train one configuration into ``out_dir``; returns (and writes) result.json."""
+    cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    check_out_dir(out_dir, cfg_yaml, resume)
+    if resume:
+        done = finished_result(out_dir, cfg_yaml)
+        if done is not None:
+            log(f"{out_dir} is already finished; nothing to do")
+            return done
+    data = load_run_data(cfg)
+    started = time.perf_counter()
+    trainer = Trainer(cfg, data, out_dir)
+    resumed = resume and trainer.resume()
+    if not resumed:
+        write_text(out_dir / CONFIG, cfg_yaml)
+        (out_dir / METRICS).unlink(missing_ok=True)
+    write_json(out_dir / "env.json", environment(str(trainer.device)))
+    if resumed:
+        log(f"resuming {out_dir} from step {trainer.step}")
+    summary = trainer.fit()
+    result = summarize(cfg, summary["evaluation"], time.perf_counter() - started, summary)
+    write_json(out_dir / RESULT, result)
+    return result

@@ -1,0 +1,242 @@
+"""The one training engine: every method, every benchmark.
+
+It owns data streams, model, optimiser, schedule, evaluation, logging and checkpoints; a
+method only turns a batch into a dict of losses. Everything random comes from seeded
+generators whose state is checkpointed, so a resumed run ends with exactly the weights of an
+uninterrupted one (on CPU; on GPU up to the nondeterminism of its kernels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from pnl_da.data.base import DomainData
+from pnl_da.data.streams import DomainStream, Normalizer
+from pnl_da.engine.checkpoint import load_checkpoint, save_checkpoint
+from pnl_da.engine.evaluate import evaluate
+from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
+from pnl_da.errors import UsageError
+from pnl_da.methods import Batch, create_method, total_loss
+from pnl_da.models import create_classifier
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class RunData:
+    source: DomainData  # labeled, for training
+    target_train: DomainData  # unlabeled, for training (its labels are never read)
+    target_eval: DomainData  # for evaluation
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"trainer.device={name} but no CUDA device is visible; "
+                         "use trainer.device=cpu or auto")
+    return device
+
+
+def lr_factor(step: int, gamma: float, decay: float) -> float:
+    """tllib's schedule: lr * (1 + gamma * step) ** -decay."""
+    return (1.0 + gamma * step) ** (-decay)
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, data: RunData, run_dir: Path | None = None):
+        self.cfg, self.data = cfg, data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        tcfg = cfg.trainer
+        self.device = resolve_device(tcfg.device)
+        on_gpu = self.device.type == "cuda"
+        self.bf16 = tcfg.precision == "bf16" or (tcfg.precision == "auto" and on_gpu)
+        self.channels_last = tcfg.channels_last == "true" or (tcfg.channels_last == "auto"
+                                                              and on_gpu)
+        if on_gpu and tcfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if cfg.method.predict == "b" and cfg.method.heads < 2:
+            raise UsageError(f"method.predict=b needs two heads, but method '{cfg.method.name}' "
+                             "has one; use method.predict=a or mean")
+
+        seed = int(cfg.seed)
+        seed_everything(seed)
+        num_classes = int(cfg.benchmark.num_classes)
+        self.num_classes = num_classes
+        model = create_classifier(cfg.backbone, num_classes, int(cfg.method.heads))
+        self.method = create_method(cfg.method, model, num_classes).to(self.device)
+        if self.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+            model.channels_last = True
+        self.method.generator = torch.Generator(device=self.device).manual_seed(seed + 101)
+
+        groups = model.param_groups(cfg.backbone.lr_mult) + self.method.extra_param_groups()
+        self.optimizer = torch.optim.SGD(
+            [{**g, "lr": tcfg.lr * g["lr_mult"]} for g in groups if g["params"]],
+            lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov,
+            weight_decay=tcfg.weight_decay)
+
+        self.normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
+        augmentations = {"weak": cfg.data.weak, "strong": cfg.data.strong}
+        self.views = self.method.views()
+        self.source = DomainStream(data.source, tcfg.batch_size, seed * 1000 + 1, self.device,
+                                   self.normalize, augmentations)
+        self.target = DomainStream(data.target_train, tcfg.batch_size, seed * 1000 + 2,
+                                   self.device, self.normalize, augmentations)
+        self.step = 0
+        self.data_time = 0.0  # seconds spent producing batches (on GPU: launching the work)
+
+    # -- pieces -----------------------------------------------------------------------------
+
+    def autocast(self):
+        if self.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def set_lr(self, step: int) -> float:
+        factor = lr_factor(step, self.cfg.trainer.lr_gamma, self.cfg.trainer.lr_decay)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.trainer.lr * group["lr_mult"] * factor
+        return self.cfg.trainer.lr * factor
+
+    def next_batch(self) -> Batch:
+        source_views, labels = self.source.next(self.views["source"])
+        target_views = self.target.next(self.views["target"])[0] if self.views["target"] else {}
+        return Batch(source_views, labels, target_views)
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        self.method.set_progress(step / self.cfg.trainer.steps)
+        self.set_lr(step)
+        t0 = time.perf_counter()
+        batch = self.next_batch()
+        self.data_time += time.perf_counter() - t0
+        with self.autocast():
+            losses = self.method.losses(batch, step)
+        loss = total_loss(losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        losses["total"] = loss
+        return {k: v.detach() for k, v in losses.items()}
+
+    def evaluate(self, data: DomainData | None = None) -> dict:
+        return evaluate(self.method.model, data or self.data.target_eval, self.num_classes,
+                        self.cfg.trainer.eval_batch_size, self.device, self.normalize,
+                        self.autocast)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "source": self.source.state_dict(),
+            "target": self.target.state_dict(),
+            "method_generator": self.method.generator.get_state(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.source.load_state_dict(state["source"])
+        self.target.load_state_dict(state["target"])
+        self.method.generator.set_state(state["method_generator"])
+        set_rng_state(state["rng"])
+
+    def resume(self) -> bool:
+        """Continue from ``checkpoints/last.pt`` if there is one; drop log lines written after it."""
+        path = self.run_dir / CHECKPOINT if self.run_dir else None
+        if path is None or not path.is_file():
+            return False
+        self.load_state_dict(load_checkpoint(path, map_location=self.device))
+        metrics = self.run_dir / METRICS
+        if metrics.is_file():
+            kept = [line for line in metrics.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= self.step]
+            metrics.write_text("".join(line + "\n" for line in kept))
+        return True
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def fit(self, stop_at: int | None = None) -> dict:
+        """Train to ``trainer.steps`` (or stop after ``stop_at`` steps, for tests); returns the
+        last evaluation and timings."""
+        from tqdm import tqdm
+
+        tcfg = self.cfg.trainer
+        total, eval_every = int(tcfg.steps), max(1, int(tcfg.eval_every))
+        end = total if stop_at is None else min(stop_at, total)
+        self.method.train()
+        bar = tqdm(total=total, initial=self.step, disable=not tcfg.progress, file=sys.stderr,
+                   dynamic_ncols=True, desc=f"{self.cfg.method.name}", leave=True,
+                   mininterval=1.0)
+        sums: dict[str, torch.Tensor] = {}
+        count, train_time = 0, 0.0
+        self.data_time = 0.0
+        start_wall, last, first_step = time.perf_counter(), None, self.step
+        window_start = time.perf_counter()
+        while self.step < end:
+            t0 = time.perf_counter()
+            losses = self.train_step(self.step)
+            train_time += time.perf_counter() - t0
+            for key, value in losses.items():
+                sums[key] = sums[key] + value if key in sums else value.clone()
+            count += 1
+            self.step += 1
+            if self.step % 50 == 0 or self.step == end:
+                bar.update(self.step - bar.n)
+                shown = {"loss": f"{float(losses['total']):.3f}"}
+                if last is not None:
+                    shown["acc"] = f"{last['heads'][self.cfg.method.predict]['accuracy']:.1f}"
+                bar.set_postfix(shown, refresh=False)
+            if self.step % eval_every == 0 or self.step == total:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                window = time.perf_counter() - window_start
+                last = self.evaluate()
+                self.log(last, {k: float(v) / count for k, v in sums.items()}, count, window)
+                sums, count, self.data_time = {}, 0, 0.0
+                self.checkpoint()
+                window_start = time.perf_counter()
+        bar.close()
+        if last is None:
+            last = self.evaluate()
+        return {"evaluation": last, "train_time_s": train_time,
+                "steps_trained": self.step - first_step,
+                "wall_time_s": time.perf_counter() - start_wall, "steps_run": self.step}
+
+    def log(self, evaluation: dict, losses: dict, count: int, window_s: float) -> None:
+        heads = evaluation["heads"]
+        record = {
+            "step": self.step,
+            "lr": self.cfg.trainer.lr * lr_factor(self.step - 1, self.cfg.trainer.lr_gamma,
+                                                  self.cfg.trainer.lr_decay),
+            "losses": {k: round(v, 5) for k, v in losses.items()},
+            "accuracy": {h: round(s["accuracy"], 3) for h, s in heads.items()},
+            "mean_class_accuracy": {h: round(s["mean_class_accuracy"], 3)
+                                    for h, s in heads.items()},
+            "steps_per_s": round(count / window_s, 2) if window_s > 0 else None,
+            "data_wait_fraction": round(self.data_time / window_s, 4) if window_s > 0 else None,
+        }
+        if self.method.alignment is not None:
+            record["grl_coeff"] = round(self.method.alignment.grl.coeff, 5)
+        if self.run_dir is not None:
+            with open(self.run_dir / METRICS, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def checkpoint(self) -> None:
+        if self.run_dir is not None:
+            save_checkpoint(self.state_dict(), self.run_dir / CHECKPOINT)

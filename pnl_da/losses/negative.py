@@ -1,0 +1,69 @@
+"""Pseudo-negative labels: choosing them (vectorised, any number of classes) and learning
+from them (method.md sections 2 and 3)."""
+
+from __future__ import annotations
+
+import torch
+
+STRATEGIES = ("random", "lowest", "sampled", "threshold")
+
+
+def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
+                     tau: float = 0.05, replacement: bool = False, confidence: float = 0.0,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Boolean mask (B, C) of the pseudo-negative classes of each image.
+
+    ``probs`` are the generator's class probabilities (B, C). The generator's argmax is never
+    chosen. ``random``, ``lowest`` and ``sampled`` mark min(k, C-1) classes per image
+    (``random`` with ``replacement`` marks 1..k, as the authors' code); ``threshold`` marks the
+    classes with probability below ``tau``, at most k of them, lowest first. Images whose top
+    probability is below ``confidence`` get no negatives.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {STRATEGIES}")
+    probs = probs.detach().float()
+    batch, classes = probs.shape
+    mask = torch.zeros_like(probs, dtype=torch.bool)
+    count = min(k, classes - 1)
+    if batch == 0 or count <= 0:
+        return mask
+    top = probs.argmax(dim=1, keepdim=True)
+    device = probs.device
+
+    if strategy == "random" and replacement:
+        draws = torch.randint(0, classes - 1, (batch, k), generator=generator, device=device)
+        draws = draws + (draws >= top).long()  # skip over the argmax
+        mask.scatter_(1, draws, True)
+    else:
+        if strategy == "random":
+            score = torch.rand(batch, classes, generator=generator, device=device)
+        elif strategy == "lowest":
+            score = -probs
+        elif strategy == "sampled":
+            # Gumbel-top-k: k distinct classes drawn with probability proportional to 1 - p.
+            u = torch.rand(batch, classes, generator=generator, device=device)
+            score = torch.log((1 - probs).clamp_min(1e-12)) - torch.log(-torch.log(
+                u.clamp(1e-12, 1 - 1e-7)))
+        else:  # threshold
+            score = torch.where(probs < tau, -probs, torch.full_like(probs, float("-inf")))
+        score = score.scatter(1, top, float("-inf"))
+        values, chosen = score.topk(count, dim=1)
+        mask.scatter_(1, chosen, values > float("-inf"))
+    if confidence > 0:
+        mask &= probs.max(dim=1, keepdim=True).values >= confidence
+    return mask
+
+
+def negative_learning_loss(logits: torch.Tensor, negatives: torch.Tensor,
+                           eps: float = 1e-7) -> torch.Tensor:
+    """``mean_u (1/|N(u)|) sum_{c in N(u)} -log(1 - p(c|u) + eps)``.
+
+    The mean runs over the images that have at least one negative; with none in the batch the
+    loss is exactly 0 (and still part of the graph), never NaN.
+    """
+    probs = torch.softmax(logits.float(), dim=1)
+    per_class = -torch.log((1 - probs).clamp_min(0) + eps) * negatives
+    counts = negatives.sum(dim=1)
+    per_image = per_class.sum(dim=1) / counts.clamp_min(1)
+    used = (counts > 0).sum()
+    return per_image.sum() / used.clamp_min(1)

@@ -1,0 +1,132 @@
+"""What every method shares. A method only computes the losses of one step; the trainer does
+the rest (data, optimiser, schedule, evaluation, checkpoints).
+
+Shared steps, each written once: one forward of all inputs through the shared backbone (so
+BatchNorm sees source and target together, as in tllib), the supervised loss on every head,
+and the optional adversarial alignment (DANN or CDAN) on the features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pnl_da.losses.adversarial import (
+    ConditionalDomainAdversarialLoss,
+    DomainAdversarialLoss,
+    MultiLinearMap,
+    RandomizedMultiLinearMap,
+)
+from pnl_da.models.grl import WarmStartGRL
+from pnl_da.models.heads import Classifier, DomainDiscriminator
+
+
+@dataclass
+class Batch:
+    """One step's data: each domain's views of the same images, and the source labels."""
+
+    source: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    target: dict[str, torch.Tensor]
+
+
+@dataclass
+class Outputs:
+    features: torch.Tensor
+    logits: list[torch.Tensor]  # one per head
+
+    def probs(self) -> torch.Tensor:
+        """Mean of the heads' softmaxes."""
+        return torch.stack([torch.softmax(z.float(), dim=1) for z in self.logits]).mean(0)
+
+
+class Alignment(nn.Module):
+    """DANN or CDAN on the (bottleneck) features, with its own discriminator."""
+
+    def __init__(self, kind: str, cfg, features_dim: int, num_classes: int):
+        super().__init__()
+        self.kind, self.trade_off = kind, cfg.trade_off
+        self.grl = WarmStartGRL(cfg.grl_alpha)
+        if kind == "dann":
+            self.loss = DomainAdversarialLoss(DomainDiscriminator(features_dim, cfg.disc_hidden),
+                                              self.grl)
+        elif kind == "cdan":
+            if cfg.randomized:
+                mapping = RandomizedMultiLinearMap(features_dim, num_classes, cfg.randomized_dim)
+                width = cfg.randomized_dim
+            else:
+                mapping, width = MultiLinearMap(), features_dim * num_classes
+            self.loss = ConditionalDomainAdversarialLoss(
+                DomainDiscriminator(width, cfg.disc_hidden), self.grl, mapping, cfg.entropy)
+        else:
+            raise ValueError(f"unknown alignment {kind!r}")
+
+    def forward(self, source: Outputs, target: Outputs) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kind == "dann":
+            return self.loss(source.features, target.features)
+        return self.loss(source.features, target.features, source.probs(), target.probs())
+
+
+class Method(nn.Module):
+    """Base of every method. Subclasses set ``name`` and override ``losses``."""
+
+    name = "method"
+
+    def __init__(self, cfg, model: Classifier, num_classes: int):
+        super().__init__()
+        self.cfg, self.model, self.num_classes = cfg, model, num_classes
+        kind = self.alignment_kind()
+        self.alignment = (Alignment(kind, cfg, model.features_dim, num_classes)
+                          if kind != "none" else None)
+        self.progress = 0.0
+
+    def alignment_kind(self) -> str:
+        return "none"
+
+    def views(self) -> dict[str, tuple[str, ...]]:
+        """Views of each domain's batch this method needs ("none", "weak", "strong")."""
+        return {"source": (self.cfg.source_view,), "target": (self.cfg.target_view,)}
+
+    def set_progress(self, progress: float) -> None:
+        """Progress of the run in [0, 1]; drives the GRL warm start and ramps."""
+        self.progress = progress
+        if self.alignment is not None:
+            self.alignment.grl.progress = progress
+
+    def extra_param_groups(self) -> list[dict]:
+        if self.alignment is None:
+            return []
+        return [{"params": list(self.alignment.parameters()), "lr_mult": 1.0}]
+
+    def forward_all(self, *inputs: torch.Tensor) -> list[Outputs]:
+        """One pass of every input through the shared model, split back per input."""
+        features, logits = self.model(torch.cat(inputs) if len(inputs) > 1 else inputs[0])
+        sizes = [len(x) for x in inputs]
+        parts = zip(features.split(sizes), *(z.split(sizes) for z in logits))
+        return [Outputs(f, list(zs)) for f, *zs in parts]
+
+    @staticmethod
+    def supervised_loss(outputs: Outputs, labels: torch.Tensor) -> torch.Tensor:
+        return sum(F.cross_entropy(z.float(), labels) for z in outputs.logits)
+
+    def align(self, source: Outputs, target: Outputs, losses: dict) -> None:
+        if self.alignment is not None:
+            loss, accuracy = self.alignment(source, target)
+            losses["transfer"] = self.alignment.trade_off * loss
+            losses["domain_acc"] = accuracy  # logged, not optimised
+
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """The supervised loss, plus alignment where the method has one."""
+        source, target = self.forward_all(batch.source[self.cfg.source_view],
+                                          batch.target[self.cfg.target_view])
+        losses = {"cls": self.supervised_loss(source, batch.labels)}
+        self.align(source, target, losses)
+        return losses
+
+
+def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of the optimised terms (metrics such as domain accuracy are left out)."""
+    return sum(v for k, v in losses.items() if not k.endswith("_acc"))

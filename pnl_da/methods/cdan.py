@@ -1,0 +1,13 @@
+"""CDAN (Long et al., NeurIPS 2018): the discriminator is conditioned on class predictions
+through the multilinear (or randomized) map; ``entropy=true`` gives CDAN+E."""
+
+from __future__ import annotations
+
+from pnl_da.methods.base import Method
+
+
+class CDAN(Method):
+    name = "cdan"
+
+    def alignment_kind(self) -> str:
+        return "cdan"

@@ -1,0 +1,89 @@
+"""PNL: mutual learning with pseudo-negative labels between two heads on one backbone
+(method.md section 5), optionally stacked on DANN or CDAN alignment.
+
+Each head is a generator for the other: its argmax on a target image rules out one class, and
+k of the remaining classes become pseudo-negative labels that the learner head is trained to
+give low probability to. Generator probabilities are detached, so the negative-learning term
+reaches only the learner head (and the shared backbone).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from pnl_da.losses.negative import negative_learning_loss, select_negatives
+from pnl_da.methods.base import Batch, Method
+
+
+def sigmoid_rampup(progress: float, length: float) -> float:
+    """``exp(-5 (1 - t/T)^2)`` for t < T, then 1; ``length`` T as a fraction of the run."""
+    if length <= 0 or progress >= length:
+        return 1.0
+    phase = 1.0 - progress / length
+    return math.exp(-5.0 * phase * phase)
+
+
+def exchange_pairs(exchange: str, step: int) -> list[tuple[int, int]]:
+    """(generator head, learner head) pairs of this step; steps count from 0.
+
+    ``both``: A teaches B and B teaches A every step. ``alternate``: A -> B on the 1st, 3rd, ...
+    step, B -> A on the 2nd, 4th, ...
+    """
+    if exchange == "both":
+        return [(0, 1), (1, 0)]
+    return [(0, 1)] if step % 2 == 0 else [(1, 0)]
+
+
+def head_diversity(weight_a: torch.Tensor, weight_b: torch.Tensor) -> torch.Tensor:
+    """Mean |W_A^T W_B| over class pairs, with each class vector scaled to unit length."""
+    return (F.normalize(weight_a, dim=1) @ F.normalize(weight_b, dim=1).T).abs().mean()
+
+
+class PNL(Method):
+    name = "pnl"
+
+    def __init__(self, cfg, model, num_classes: int):
+        super().__init__(cfg, model, num_classes)
+        if len(model.heads) != 2:
+            raise ValueError("PNL needs two classifier heads (method.heads=2)")
+        self.generator: torch.Generator | None = None  # set by the trainer, checkpointed
+
+    def alignment_kind(self) -> str:
+        return self.cfg.align
+
+    def views(self) -> dict[str, tuple[str, ...]]:
+        target = (self.cfg.target_view,)
+        if self.cfg.generator_view == "weak":
+            target += ("strong",)
+        return {"source": (self.cfg.source_view,), "target": target}
+
+    def nl_weight(self) -> float:
+        return self.cfg.weight * sigmoid_rampup(self.progress, self.cfg.ramp)
+
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        inputs = [batch.source[cfg.source_view], batch.target[cfg.target_view]]
+        if cfg.generator_view == "weak":
+            inputs.append(batch.target["strong"])
+        outputs = self.forward_all(*inputs)
+        source, target_gen = outputs[0], outputs[1]
+        target_learn = outputs[2] if cfg.generator_view == "weak" else target_gen
+
+        losses = {"cls": self.supervised_loss(source, batch.labels)}
+        self.align(source, target_gen, losses)
+
+        nl = source.features.new_zeros((), dtype=torch.float32)
+        for gen_head, learn_head in exchange_pairs(cfg.exchange, step):
+            probs = torch.softmax(target_gen.logits[gen_head].detach().float(), dim=1)
+            negatives = select_negatives(probs, cfg.k, cfg.selection, tau=cfg.tau,
+                                         replacement=cfg.replacement, confidence=cfg.confidence,
+                                         generator=self.generator)
+            nl = nl + negative_learning_loss(target_learn.logits[learn_head], negatives)
+        losses["nl"] = self.nl_weight() * nl
+        if cfg.diversity > 0:
+            heads = self.model.heads
+            losses["diversity"] = cfg.diversity * head_diversity(heads[0].weight, heads[1].weight)
+        return losses

@@ -1,0 +1,16 @@
+"""Source only (ERM): the supervised loss on labeled source images, nothing else."""
+
+from __future__ import annotations
+
+from pnl_da.methods.base import Batch, Method
+
+
+class SourceOnly(Method):
+    name = "source_only"
+
+    def views(self) -> dict[str, tuple[str, ...]]:
+        return {"source": (self.cfg.source_view,), "target": ()}
+
+    def losses(self, batch: Batch, step: int):
+        (source,) = self.forward_all(batch.source[self.cfg.source_view])
+        return {"cls": self.supervised_loss(source, batch.labels)}

@@ -1,0 +1,66 @@
+"""One registry for backbones: the digits CNNs by name, anything else from timm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from pnl_da.errors import DataError, UsageError
+from pnl_da.models.digits import DTN, LeNet
+from pnl_da.models.heads import Classifier
+
+DIGITS_BACKBONES: dict[str, Callable[[int], nn.Module]] = {"lenet": LeNet, "dtn": DTN}
+
+
+def create_backbone(name: str, channels: int, image_size: int, pretrained: bool = False,
+                    weights: str | None = None) -> tuple[nn.Module, int]:
+    """Build a feature extractor; returns it and the width of its features."""
+    if name in DIGITS_BACKBONES:
+        net = DIGITS_BACKBONES[name](channels)
+        if image_size != net.input_size:
+            raise UsageError(
+                f"backbone '{name}' takes {net.input_size}x{net.input_size} images, "
+                f"not {image_size}; set backbone.image_size={net.input_size}"
+            )
+        if pretrained or weights:
+            raise UsageError(f"backbone '{name}' has no pretrained weights; set "
+                             "backbone.pretrained=false and leave backbone.weights unset")
+        return net, net.out_features
+    return _create_timm(name, channels, pretrained, weights)
+
+
+def _create_timm(name: str, channels: int, pretrained: bool,
+                 weights: str | None) -> tuple[nn.Module, int]:
+    import timm
+
+    if not timm.list_models(name) and name not in timm.list_models(pretrained=True):
+        raise UsageError(f"unknown backbone '{name}'; use lenet, dtn or a timm model name "
+                         "(see `pnl-da list backbones`)")
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            raise DataError(f"backbone weights file not found: {path}; "
+                            "set backbone.weights to an existing .safetensors or .pth file")
+        net = timm.create_model(name, pretrained=True, num_classes=0, in_chans=channels,
+                                pretrained_cfg_overlay={"file": str(path)})
+    elif pretrained:
+        try:
+            net = timm.create_model(name, pretrained=True, num_classes=0, in_chans=channels)
+        except Exception as exc:  # offline, hub refused, ...: never fall back to random init
+            raise DataError(
+                f"could not fetch pretrained weights for '{name}' ({type(exc).__name__}); "
+                "pass backbone.weights=/path/model.safetensors or backbone.pretrained=false"
+            ) from exc
+    else:
+        net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=channels)
+    return net, int(net.num_features)
+
+
+def create_classifier(backbone_cfg, num_classes: int, heads: int) -> Classifier:
+    backbone, width = create_backbone(backbone_cfg.name, backbone_cfg.channels,
+                                      backbone_cfg.image_size, backbone_cfg.pretrained,
+                                      backbone_cfg.weights)
+    return Classifier(backbone, width, num_classes, heads=heads,
+                      bottleneck_dim=backbone_cfg.bottleneck_dim)
