@@ -4,7 +4,7 @@ Each row changes one option of the starting point (PNL stacked on DANN, random k
 both directions, weak generator view, ramp 0.3) and reports target accuracy per seed.
 Finished runs are reused, so an interrupted ablation continues where it stopped.
 
-    python benchmarks/pnl_ablation.py [--seeds 0] [--jobs 2] [--out benchmarks/results/pnl_ablation.md]
+    python benchmarks/pnl_ablation.py [--seeds 0] [--jobs 2] [--out FILE.md]
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in runs.items()}
 
     lines = [
-        f"# Training throughput, digits uci->mnist-sample, LeNet, 64+64 images per step",
+        "# Training throughput, digits uci->mnist-sample, LeNet, 64+64 images per step",
         "",
         f"Machine: {machine()}; device {args.device}. Date: {datetime.date.today()}.",
         f"Median of {args.repeats} interleaved repeats of {args.steps} steps "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -34,7 +34,7 @@ class BenchmarkConfig:
 class BackboneConfig:
     name: str = MISSING
     pretrained: bool = False
-    weights: Optional[str] = None
+    weights: str | None = None
     image_size: int = 28  # every domain is delivered at this size ...
     channels: int = 1  # ... and channel count
     bottleneck_dim: int = 0  # 0: no bottleneck (heads sit on the backbone features)
@@ -255,7 +255,8 @@ def _check_choices(cfg: DictConfig) -> None:
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and str(value).lower() not in allowed:
-            raise UsageError(f"bad value '{value}' for '{key}'; choose one of: {', '.join(allowed)}")
+            raise UsageError(f"bad value '{value}' for '{key}'; "
+                             f"choose one of: {', '.join(allowed)}")
 
 
 def to_yaml(cfg: DictConfig) -> str:

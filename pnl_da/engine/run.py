@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
-from pnl_da.engine.trainer import CHECKPOINT, METRICS, RunData, Trainer
+from pnl_da.engine.trainer import METRICS, RunData, Trainer
 from pnl_da.errors import DataError, UsageError
 
 RESULT = "result.json"

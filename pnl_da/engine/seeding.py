@@ -16,7 +16,7 @@ def seed_everything(seed: int) -> None:
 
 
 def seed_worker(worker_id: int) -> None:
-    """``worker_init_fn`` for DataLoaders: derive numpy/python seeds from torch's per-worker seed."""
+    """``worker_init_fn`` for DataLoaders: numpy/python seeds from torch's per-worker seed."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

@@ -157,7 +157,7 @@ class Trainer:
         set_rng_state(state["rng"])
 
     def resume(self) -> bool:
-        """Continue from ``checkpoints/last.pt`` if there is one; drop log lines written after it."""
+        """Continue from ``checkpoints/last.pt`` if there is one; drop later log lines."""
         path = self.run_dir / CHECKPOINT if self.run_dir else None
         if path is None or not path.is_file():
             return False

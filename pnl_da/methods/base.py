@@ -74,6 +74,7 @@ class Method(nn.Module):
     """Base of every method. Subclasses set ``name`` and override ``losses``."""
 
     name = "method"
+    summary = ""  # one line for `pnl-da list methods`
 
     def __init__(self, cfg, model: Classifier, num_classes: int):
         super().__init__()

@@ -8,6 +8,8 @@ from pnl_da.methods.base import Method
 
 class CDAN(Method):
     name = "cdan"
+    summary = ("CDAN / CDAN+E: discriminator conditioned on class predictions "
+               "(multilinear or randomized map)")
 
     def alignment_kind(self) -> str:
         return "cdan"

@@ -8,6 +8,7 @@ from pnl_da.methods.base import Method
 
 class DANN(Method):
     name = "dann"
+    summary = "DANN: domain discriminator behind a warm-started gradient-reversal layer"
 
     def alignment_kind(self) -> str:
         return "dann"

@@ -44,6 +44,8 @@ def head_diversity(weight_a: torch.Tensor, weight_b: torch.Tensor) -> torch.Tens
 
 class PNL(Method):
     name = "pnl"
+    summary = ("PNL: two heads teach each other pseudo-negative labels on target images, "
+               "stacked on DANN/CDAN")
 
     def __init__(self, cfg, model, num_classes: int):
         super().__init__(cfg, model, num_classes)

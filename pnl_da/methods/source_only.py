@@ -7,6 +7,7 @@ from pnl_da.methods.base import Batch, Method
 
 class SourceOnly(Method):
     name = "source_only"
+    summary = "source only (ERM): supervised loss on the labeled source"
 
     def views(self) -> dict[str, tuple[str, ...]]:
         return {"source": (self.cfg.source_view,), "target": ()}

@@ -1,0 +1,290 @@
+"""pnl-da command line: run, compare, evaluate, download, list.
+
+Errors the user can fix are one line on stderr with the exit code of the interface contract
+(2 usage/configuration, 3 data, 1 other); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from pnl_da.errors import PnlError, UsageError
+
+DEFAULT_METHODS = ("source_only", "dann", "cdan", "pnl")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, as every other usage error
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _data_root(arg: str | None) -> str:
+    return str(Path(arg or os.environ.get("PNL_DA_DATA") or "data").expanduser().resolve())
+
+
+def _base_overrides(benchmark: str, task: str, data_root: str | None,
+                    overrides: list[str]) -> list[str]:
+    from pnl_da.data.registry import get_benchmark
+
+    bench = get_benchmark(benchmark)
+    source, target = bench.parse_task(task)
+    base = [f"benchmark={bench.name}", f"benchmark.source={source.name}",
+            f"benchmark.target={target.name}"]
+    if not any(o.startswith("data.root=") for o in overrides) or data_root:
+        base.append(f"data.root={_data_root(data_root)}")
+    return base + list(overrides)
+
+
+def _out_dir(arg: str | None, default: Path) -> Path:
+    return Path(arg).expanduser() if arg else default
+
+
+def cmd_run(args) -> int:
+    from omegaconf import OmegaConf
+
+    from pnl_da.config import compose
+    from pnl_da.engine.run import default_out_dir, execute
+
+    cfg = compose(_base_overrides(args.benchmark, args.task, args.data_root, args.overrides))
+    if args.show_config:
+        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        return 0
+    out = _out_dir(args.out, default_out_dir(cfg))
+    result = execute(cfg, out, resume=args.resume, log=lambda m: print(m, file=sys.stderr))
+    _print_result(result, out)
+    return 0
+
+
+def _print_result(result: dict, out: Path) -> None:
+    m = result["metrics"]
+    print(f"{result['method']} {result['task']} seed {result['seed']}: target accuracy "
+          f"{m['accuracy']:.2f}% (mean class {m['mean_class_accuracy']:.2f}%, prediction: "
+          f"{result.get('prediction', 'mean')}) -> {out / 'result.json'}")
+
+
+def _method_keys() -> dict[str, set[str]]:
+    from pnl_da.config import METHOD_SCHEMAS
+
+    return {name: {f.name for f in fields(schema)} for name, schema in METHOD_SCHEMAS.items()}
+
+
+def _overrides_for(method: str, overrides: list[str], keys: dict[str, set[str]]) -> list[str]:
+    """Method options (``method.k=3``) go to the methods that have them; the rest to all."""
+    chosen = []
+    for item in overrides:
+        key = item.partition("=")[0]
+        if key.startswith("method."):
+            leaf = key.split(".", 1)[1]
+            if not any(leaf in k for k in keys.values()):
+                raise UsageError(f"unknown configuration key '{key}': no method has it; "
+                                 "see configs/method/*.yaml for the options")
+            if leaf not in keys[method]:
+                continue
+        elif key == "method":
+            raise UsageError("compare chooses the methods itself; pass --methods m1,m2 "
+                             "instead of method=...")
+        chosen.append(item)
+    return chosen
+
+
+def cmd_compare(args) -> int:
+    from omegaconf import OmegaConf
+
+    from pnl_da.config import available, compose
+    from pnl_da.engine.checkpoint import write_text
+    from pnl_da.engine.run import default_out_dir, execute, finished_result
+    from pnl_da.report.tables import aggregate, to_csv, to_markdown
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    known = available("method")
+    for m in methods:
+        if m not in known:
+            raise UsageError(f"unknown method '{m}'; choose from: {', '.join(known)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds '{args.seeds}' is not a comma-separated list of integers; "
+                         "write e.g. --seeds 0,1,2") from None
+    base = _base_overrides(args.benchmark, args.task, args.data_root, [])
+    keys = _method_keys()
+    # Compose everything first: a bad key fails before any training starts.
+    plans = []
+    for method in methods:
+        extra = _overrides_for(method, args.overrides, keys)
+        for seed in seeds:
+            cfg = compose(base + [f"method={method}", f"seed={seed}"] + extra)
+            plans.append((method, seed, cfg))
+    out_root = _out_dir(args.out, default_out_dir(plans[0][2]).parent.parent)
+    results = []
+    for method, seed, cfg in plans:
+        out = out_root / method / f"seed{seed}"
+        done = finished_result(out, OmegaConf.to_yaml(cfg, resolve=True))
+        if done is not None:
+            print(f"{method} seed {seed}: reusing finished run {out}", file=sys.stderr)
+            results.append(done)
+            continue
+        resume = (out / "checkpoints" / "last.pt").is_file()
+        print(f"{method} seed {seed}: {'resuming' if resume else 'training'} -> {out}",
+              file=sys.stderr)
+        result = execute(cfg, out, resume=resume, log=lambda m: print(m, file=sys.stderr))
+        _print_result(result, out)
+        results.append(result)
+    rows = aggregate(results, methods)
+    cfg0 = plans[0][2]
+    title = (f"{cfg0.benchmark.name} {cfg0.benchmark.source}->{cfg0.benchmark.target}, "
+             f"{cfg0.backbone.name}, {cfg0.trainer.steps} steps, "
+             "target accuracy of the final model")
+    table = to_markdown(rows, title)
+    write_text(out_root / "comparison.md", table)
+    write_text(out_root / "comparison.csv", to_csv(rows))
+    print(table, end="")
+    print(f"written: {out_root / 'comparison.md'}, {out_root / 'comparison.csv'}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from pnl_da.engine.evaluate_run import evaluate_run
+
+    metrics, report = evaluate_run(Path(args.run_dir), domain=args.domain, split=args.split,
+                                   data_root=_data_root(args.data_root) if args.data_root
+                                   else None)
+    print(report)
+    print(json.dumps(metrics))
+    return 0
+
+
+def cmd_download(args) -> int:
+    from pnl_da.data.registry import get_benchmark
+
+    bench = get_benchmark(args.name)
+    root = _data_root(args.data_root)
+    if Path(root).exists() and not Path(root).is_dir():
+        from pnl_da.errors import DataError
+
+        raise DataError(f"data root {root} is a file, not a folder; pass --data-root with a folder")
+    if bench.download is None:
+        print(f"{bench.name}: nothing to download")
+        return 0
+    for line in bench.download(root):
+        print(line)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from pnl_da.config import available
+    from pnl_da.data.registry import BENCHMARKS
+    from pnl_da.methods import METHODS
+
+    what = args.what or "all"
+    if what in ("benchmarks", "all"):
+        print("benchmarks:")
+        for bench in BENCHMARKS.values():
+            print(f"  {bench.name}: {bench.description}; tasks e.g. "
+                  f"{', '.join(bench.standard_tasks)}")
+            for d in bench.domains:
+                alias = f" ({', '.join(d.aliases)})" if d.aliases else ""
+                print(f"    {d.name}{alias}: {d.description}")
+    if what in ("methods", "all"):
+        print("methods:")
+        for name in available("method"):
+            print(f"  {name}: {METHODS[name].summary}")
+    if what in ("backbones", "all"):
+        print("backbones:")
+        for name in available("backbone"):
+            print(f"  {name}")
+        print("  any timm model name, e.g. backbone.name=resnet50 (needs backbone.image_size)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pnl-da", description="Domain adaptation with pseudo-negative labels.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    def common(p, overrides=True):
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
+        p.add_argument("--data-root", default=None,
+                       help="datasets folder (default: $PNL_DA_DATA, else ./data)")
+        p.set_defaults(accepts_overrides=overrides)
+
+    run = sub.add_parser("run", help="train one method on one task")
+    run.add_argument("benchmark")
+    run.add_argument("task", help="SOURCE->TARGET, e.g. 'uci->mnist-sample' (quote it); "
+                     "then any KEY=VALUE overrides, e.g. method=dann trainer.steps=500")
+    run.add_argument("--out", default=None, help="run folder (default: runs/<benchmark>/...)")
+    run.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+    run.add_argument("--show-config", action="store_true",
+                     help="print the resolved configuration and exit")
+    common(run)
+    run.set_defaults(func=cmd_run)
+
+    cmp = sub.add_parser("compare", help="several methods x seeds on one task, one table")
+    cmp.add_argument("benchmark")
+    cmp.add_argument("task")
+    cmp.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    cmp.add_argument("--seeds", default="0,1,2")
+    cmp.add_argument("--out", default=None, help="folder of the runs and the table")
+    common(cmp)
+    cmp.set_defaults(func=cmd_compare)
+
+    ev = sub.add_parser("evaluate", help="score a finished run on a domain and split")
+    ev.add_argument("run_dir")
+    ev.add_argument("--domain", default=None, help="default: the run's target domain")
+    ev.add_argument("--split", default=None, choices=("test", "train", "all"))
+    common(ev, overrides=False)
+    ev.set_defaults(func=cmd_evaluate)
+
+    dl = sub.add_parser("download", help="fetch a benchmark's datasets into the data root")
+    dl.add_argument("name")
+    common(dl, overrides=False)
+    dl.set_defaults(func=cmd_download)
+
+    ls = sub.add_parser("list", help="benchmarks, methods or backbones")
+    ls.add_argument("what", nargs="?", choices=("benchmarks", "methods", "backbones"))
+    ls.add_argument("--debug", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args, rest = parser.parse_known_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        # Hydra overrides (KEY=VALUE) may stand anywhere among the options.
+        args.overrides = [a for a in rest if "=" in a and not a.startswith("-")]
+        unknown = [a for a in rest if a not in args.overrides]
+        if unknown or (args.overrides and not getattr(args, "accepts_overrides", False)):
+            bad = (unknown or args.overrides)[0]
+            raise UsageError(f"unrecognized argument '{bad}' for `pnl-da {args.command}` "
+                             f"(see `pnl-da {args.command} --help`)")
+        return args.func(args)
+    except PnlError as exc:
+        if debug:
+            raise
+        print(f"pnl-da: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("pnl-da: interrupted; the last checkpoint is kept, continue with --resume",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"pnl-da: error: {type(exc).__name__}: {first} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

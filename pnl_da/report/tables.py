@@ -1,0 +1,66 @@
+"""Tables of results across seeds: mean and standard deviation per method, one row each."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass
+class Row:
+    method: str
+    seeds: list[int]
+    accuracy: list[float]
+    mean_class_accuracy: list[float]
+
+    @staticmethod
+    def _mean_std(values: list[float]) -> tuple[float, float]:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0  # sample std (n - 1)
+        return statistics.mean(values), std
+
+    @property
+    def acc(self) -> tuple[float, float]:
+        return self._mean_std(self.accuracy)
+
+    @property
+    def mca(self) -> tuple[float, float]:
+        return self._mean_std(self.mean_class_accuracy)
+
+
+def aggregate(results: list[dict], order: list[str]) -> list[Row]:
+    """Group result.json objects by method, in the given method order."""
+    rows = []
+    for method in order:
+        mine = sorted((r for r in results if r["method"] == method), key=lambda r: r["seed"])
+        if mine:
+            rows.append(Row(method, [r["seed"] for r in mine],
+                            [r["metrics"]["accuracy"] for r in mine],
+                            [r["metrics"]["mean_class_accuracy"] for r in mine]))
+    return rows
+
+
+def to_markdown(rows: list[Row], title: str) -> str:
+    lines = [f"### {title}", "",
+             "| method | accuracy (%) | mean class accuracy (%) | seeds | per seed |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        (am, asd), (mm, msd) = row.acc, row.mca
+        per_seed = ", ".join(f"{a:.2f}" for a in row.accuracy)
+        lines.append(f"| {row.method} | {am:.2f} ± {asd:.2f} | {mm:.2f} ± {msd:.2f} | "
+                     f"{','.join(map(str, row.seeds))} | {per_seed} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[Row]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["method", "accuracy_mean", "accuracy_std", "mean_class_accuracy_mean",
+                     "mean_class_accuracy_std", "n", "seeds", "accuracy_per_seed"])
+    for row in rows:
+        (am, asd), (mm, msd) = row.acc, row.mca
+        writer.writerow([row.method, f"{am:.3f}", f"{asd:.3f}", f"{mm:.3f}", f"{msd:.3f}",
+                         len(row.seeds), " ".join(map(str, row.seeds)),
+                         " ".join(f"{a:.3f}" for a in row.accuracy)])
+    return out.getvalue()
