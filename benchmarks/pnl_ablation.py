@@ -66,6 +66,8 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated row numbers (1-based)")
     parser.add_argument("--runs", default="benchmarks/runs/ablation")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pnl_ablation.md"))
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write {variant: {overrides, accuracy per seed}} here")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     names = list(VARIANTS)
@@ -92,8 +94,18 @@ def main() -> int:
         cells = " | ".join(f"{a:.2f}" if a is not None else "-" for a in accs)
         mean = statistics.mean(a for a in accs if a is not None)
         lines.append(f"| {i} | {name} | {cells} | {mean:.2f} |")
+    import torch
+
+    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+              else f"CPU ({torch.get_num_threads()} threads per run)")
+    lines += ["", f"Device: {device}; {'bf16 autocast' if torch.cuda.is_available() else 'fp32'}."]
     text = "\n".join(lines) + "\n"
     print(text)
+    if args.json:
+        import json
+
+        args.json.write_text(json.dumps({n: {"overrides": VARIANTS[n], "accuracy": results[n]}
+                                         for n in results}, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.exists() and args.only:
         args.out = args.out.with_suffix(".partial.md")

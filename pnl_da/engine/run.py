@@ -22,7 +22,7 @@ from pnl_da.errors import DataError, UsageError
 RESULT = "result.json"
 CONFIG = "config.yaml"
 # Keys that do not change what a run computes: a finished run is reused across them.
-IGNORED_FOR_REUSE = ("trainer.progress", "data.root")
+IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "data.root")
 
 
 def task_dirname(source: str, target: str) -> str:

@@ -57,6 +57,8 @@ class Trainer:
     def __init__(self, cfg: DictConfig, data: RunData, run_dir: Path | None = None):
         self.cfg, self.data = cfg, data
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         tcfg = cfg.trainer
         self.device = resolve_device(tcfg.device)
         on_gpu = self.device.type == "cuda"

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# GPU checks for the lent GPU machine (under 8 minutes on one H100/H200):
+#   1. the GPU-only tests (bf16 autocast, channels_last, CUDA resume, randomized map on CUDA);
+#   2. training throughput of every method against the plain DANN loop, on the GPU;
+#   3. the PNL ablation on digits uci->mnist-sample, 3 seeds, 8 runs at a time;
+#   4. `pnl-da compare` of source_only, dann, cdan and pnl (the ablation's best variant), 3 seeds.
+# Results land in $OUT (or benchmarks/results/gpu) and a short table is printed last.
+# The machine's python lacks hydra-core/omegaconf: wheels copied into .whl/ are installed first
+# (see ../shared/wheels-gpu/README.md).
+set -uo pipefail
+OUT=${OUT:-benchmarks/results/gpu}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
+TASK='uci->mnist-sample'
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+
+echo "== 1. GPU tests"
+python3 -m pytest -q -m gpu tests/ -p no:cacheprovider 2>&1 | tail -5 | tee "$OUT/gpu_tests.txt"
+
+echo "== 2. throughput"
+python3 benchmarks/train_throughput.py --device cuda --steps 300 --repeats 3 \
+  --out "$OUT/train_throughput_gpu.md" 2>/dev/null
+
+echo "== 3. ablation"
+python3 benchmarks/pnl_ablation.py --seeds 0,1,2 --jobs 8 --runs /tmp/ablation \
+  --out "$OUT/pnl_ablation.md" --json "$OUT/pnl_ablation.json" > "$OUT/ablation_log.txt" 2>&1
+tail -25 "$OUT/pnl_ablation.md"
+
+echo "== 4. compare (baselines and the best PNL variant, 3 seeds)"
+BEST=$(python3 - "$OUT/pnl_ablation.json" <<'PY'
+import json, statistics, sys
+runs = json.load(open(sys.argv[1]))
+pnl = {k: v for k, v in runs.items() if v["overrides"][0] == "method=pnl"}
+best = max(pnl, key=lambda k: statistics.mean(pnl[k]["accuracy"].values()))
+print(" ".join(o for o in pnl[best]["overrides"] if o.startswith("method.")))
+PY
+)
+echo "best PNL variant overrides: ${BEST:-(the default)}" | tee "$OUT/best_variant.txt"
+for m in source_only dann cdan pnl; do
+  python3 -m pnl_da.cli compare digits "$TASK" --methods $m --seeds 0,1,2 --out /tmp/compare \
+    trainer.progress=false $BEST > "/tmp/compare_$m.log" 2>&1 &
+done
+wait
+python3 -m pnl_da.cli compare digits "$TASK" --seeds 0,1,2 --out /tmp/compare \
+  trainer.progress=false $BEST 2>/dev/null | tee "$OUT/comparison_gpu.md"
+cp /tmp/compare/comparison.csv "$OUT/comparison_gpu.csv" 2>/dev/null
+cat "$OUT/train_throughput_gpu.md"

@@ -1,0 +1,18 @@
+import pytest
+import torch
+
+from pnl_da.config import compose
+
+TASK = ["benchmark.source=uci", "benchmark.target=mnist-sample"]
+
+
+def make_cfg(*overrides: str, steps: int = 20, eval_every: int = 10):
+    """A real configuration, shortened for tests (CPU, no progress bar)."""
+    return compose(TASK + [f"trainer.steps={steps}", f"trainer.eval_every={eval_every}",
+                           "trainer.progress=false", "trainer.device=cpu", *overrides])
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)
+    yield

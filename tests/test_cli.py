@@ -1,0 +1,151 @@
+"""The command line's contract: one-line errors with the documented exit codes, nothing lost."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pnl_da.cli import main
+
+FAST = ["trainer.steps=4", "trainer.eval_every=2", "trainer.progress=false",
+        "trainer.device=cpu"]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, expected_code, *fragments):
+    assert code == expected_code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pnl-da: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv,code,fragments", [
+    (["run", "mnistx", "a->b"], 2, ["unknown benchmark 'mnistx'", "digits"]),
+    (["run", "digits", "uci"], 2, ["SOURCE->TARGET"]),
+    (["run", "digits", "uci->kmnist"], 2, ["unknown domain 'kmnist'", "mnist-sample"]),
+    (["run", "digits", "mnist->m"], 2, ["itself"]),
+    (["run", "digits", "uci->ms", "method=fixmatchx"], 2, ["unknown method 'fixmatchx'"]),
+    (["run", "digits", "uci->ms", "trainer.stepz=5"], 2, ["unknown configuration key",
+                                                           "trainer.stepz"]),
+    (["run", "digits", "uci->ms", "method=dann", "method.k=3"], 2, ["method.k"]),
+    (["run", "digits", "uci->ms", "trainer.steps=many"], 2, ["bad value 'many'",
+                                                              "trainer.steps"]),
+    (["run", "digits", "uci->ms", "method.selection=best"], 2, ["method.selection",
+                                                                 "random"]),
+    (["run", "digits", "uci->ms", "+trainer.extra=1"], 2, ["keys are fixed"]),
+    (["run", "digits", "uci->ms", "--bogus"], 2, ["--bogus"]),
+    (["compare", "digits", "uci->ms", "--methods", "dann,nope"], 2, ["unknown method 'nope'"]),
+    (["compare", "digits", "uci->ms", "method.kk=2"], 2, ["method.kk"]),
+    (["download", "office99"], 2, ["unknown benchmark"]),
+])
+def test_usage_errors(capsys, tmp_path, argv, code, fragments):
+    got, out, err = run_cli(capsys, *argv, "--out", str(tmp_path / "out")) if argv[0] in (
+        "run", "compare") else run_cli(capsys, *argv)
+    assert_one_line_error(got, err, code, *fragments)
+    assert not (tmp_path / "out").exists()  # nothing written for bad input
+
+
+def test_missing_dataset_is_exit_3_and_names_the_download_command(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "digits", "mnist->usps", "--data-root",
+                           str(tmp_path / "empty"), "--out", str(tmp_path / "out"), *FAST)
+    assert_one_line_error(code, err, 3, "pnl-da download digits", "MNIST/raw")
+    assert not (tmp_path / "out" / "config.yaml").exists()
+
+
+def test_data_root_that_is_a_file_is_exit_3(capsys, tmp_path):
+    root = tmp_path / "file"
+    root.write_text("not a folder")
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "--data-root", str(root),
+                           "--out", str(tmp_path / "out"), *FAST)
+    assert_one_line_error(code, err, 3, "is a file")
+
+
+def test_unwritable_output_folder_is_exit_2(capsys, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "--out",
+                           str(blocker / "run"), *FAST)
+    assert_one_line_error(code, err, 2, "cannot write to output folder")
+    assert blocker.read_text() == "a file where a folder should be"
+
+
+def _digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_finished_run_is_never_overwritten_and_can_be_evaluated(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only",
+                                "--out", str(out), *FAST)
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    assert result["method"] == "source_only" and result["steps"] == 4
+    assert {"accuracy", "mean_class_accuracy"} <= result["metrics"].keys()
+    for name in ("config.yaml", "env.json", "metrics.jsonl", "checkpoints/last.pt"):
+        assert (out / name).is_file(), name
+    before = _digest(out)
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=dann", "--out", str(out),
+                           *FAST)
+    assert_one_line_error(code, err, 2, "already holds a finished run")
+    assert _digest(out) == before
+
+    code, stdout, err = run_cli(capsys, "evaluate", str(out))
+    assert code == 0, err
+    assert json.loads(stdout.strip().splitlines()[-1]) == result["metrics"]
+
+
+def test_evaluate_on_a_folder_that_is_not_a_finished_run(capsys, tmp_path):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.yaml").write_text("seed: 0\n")
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path / "half"))
+    assert_one_line_error(code, err, 2, "not a finished run")
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path / "nowhere"))
+    assert_one_line_error(code, err, 2, "not a folder")
+
+
+def test_resume_refuses_another_configuration(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out", str(out),
+                   *FAST)[0] == 0
+    before = _digest(out)
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out",
+                           str(out), "--resume", *FAST, "trainer.lr=0.5")
+    assert_one_line_error(code, err, 2, "trainer.lr")
+    assert _digest(out) == before
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pnl_da.cli", "run", "digits", "uci->uci"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    debug = subprocess.run([sys.executable, "-m", "pnl_da.cli", "run", "digits", "uci->uci",
+                            "--debug"], capture_output=True, text=True, cwd=tmp_path)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_configs_are_found_from_any_working_directory(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pnl_da.cli", "run", "digits", "uci->ms",
+                           "backbone=dtn", "method=cdan", "--show-config"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "name: dtn" in proc.stdout and "image_size: 32" in proc.stdout
+    assert "name: cdan" in proc.stdout and "steps: 3000" in proc.stdout
+
+
+def test_list(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    for word in ("digits", "mnist-sample", "pnl", "dann", "cdan", "source_only", "lenet", "dtn"):
+        assert word in out

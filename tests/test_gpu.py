@@ -1,0 +1,33 @@
+"""GPU-only checks, run by benchmarks/gpu_check.sh on a machine with CUDA."""
+
+import pytest
+import torch
+
+from pnl_da.engine.run import load_run_data
+from pnl_da.engine.trainer import Trainer
+from tests.conftest import make_cfg
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+@pytest.mark.parametrize("method", ["pnl", "cdan"])
+def test_gpu_training_uses_bf16_channels_last_and_learns(method):
+    cfg = make_cfg(f"method={method}", "trainer.device=cuda", steps=300, eval_every=300)
+    trainer = Trainer(cfg, load_run_data(cfg))
+    assert trainer.bf16 and trainer.channels_last
+    assert trainer.source.images.is_cuda and trainer.target.images.is_cuda
+    result = trainer.fit()
+    accuracy = result["evaluation"]["heads"]["mean"]["accuracy"]
+    assert accuracy > 40.0  # chance is 10%
+
+
+def test_gpu_resume_continues_from_the_checkpoint(tmp_path):
+    cfg = make_cfg("method=pnl", "trainer.device=cuda", steps=40, eval_every=20)
+    data = load_run_data(cfg)
+    first = Trainer(cfg, data, tmp_path)
+    first.fit(stop_at=20)
+    second = Trainer(cfg, data, tmp_path)
+    assert second.resume() and second.step == 20
+    second.fit()
+    assert second.step == 40

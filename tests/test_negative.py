@@ -1,0 +1,144 @@
+import math
+
+import pytest
+import torch
+
+from pnl_da.losses.negative import negative_learning_loss, select_negatives
+from pnl_da.methods import create_method
+from pnl_da.methods.base import Batch
+from pnl_da.models import create_classifier
+from tests.conftest import make_cfg
+
+CLASSES = [2, 10, 31, 345]
+
+
+def _probs(batch, classes, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(batch, classes, generator=g) * 3, dim=1)
+
+
+@pytest.mark.parametrize("classes", CLASSES)
+@pytest.mark.parametrize("strategy", ["random", "lowest", "sampled"])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_selects_min_k_c_minus_1_classes_never_the_argmax(classes, strategy, k):
+    probs = _probs(256, classes)
+    mask = select_negatives(probs, k, strategy, generator=torch.Generator().manual_seed(1))
+    assert mask.shape == probs.shape and mask.dtype == torch.bool
+    assert (mask.sum(1) == min(k, classes - 1)).all()
+    assert not mask.gather(1, probs.argmax(1, keepdim=True)).any()
+
+
+@pytest.mark.parametrize("classes", CLASSES)
+def test_random_with_replacement_gives_one_to_k_distinct_classes(classes):
+    probs = _probs(512, classes)
+    mask = select_negatives(probs, 2, "random", replacement=True,
+                            generator=torch.Generator().manual_seed(3))
+    counts = mask.sum(1)
+    assert ((counts >= 1) & (counts <= min(2, classes - 1))).all()
+    assert not mask.gather(1, probs.argmax(1, keepdim=True)).any()
+    if classes == 10:  # 1 in 9 draws repeats: both counts occur
+        assert (counts == 1).any() and (counts == 2).any()
+
+
+@pytest.mark.parametrize("classes", CLASSES)
+def test_threshold_marks_classes_below_tau_at_most_k(classes):
+    probs = _probs(256, classes)
+    tau, k = 0.02, 4
+    mask = select_negatives(probs, k, "threshold", tau=tau)
+    below = (probs < tau)
+    below.scatter_(1, probs.argmax(1, keepdim=True), False)
+    assert (mask <= below).all()  # only classes below tau
+    assert (mask.sum(1) == below.sum(1).clamp(max=min(k, classes - 1))).all()
+    # the chosen ones are the lowest of those below tau
+    worst_chosen = torch.where(mask, probs, torch.zeros_like(probs)).max(1).values
+    best_unchosen = torch.where(below & ~mask, probs, torch.ones_like(probs)).min(1).values
+    assert (worst_chosen <= best_unchosen).all()
+
+
+def test_lowest_picks_the_least_likely_classes():
+    probs = torch.tensor([[0.5, 0.3, 0.05, 0.1, 0.05 - 1e-3, 1e-3]])
+    mask = select_negatives(probs, 2, "lowest")
+    assert mask[0].nonzero().flatten().tolist() == [4, 5]
+
+
+def test_sampled_prefers_unlikely_classes():
+    probs = torch.tensor([[0.55, 0.44, 0.005, 0.005]]).repeat(4000, 1)
+    mask = select_negatives(probs, 1, "sampled", generator=torch.Generator().manual_seed(0))
+    freq = mask.float().mean(0)
+    # weights 1 - p: 0.56 for class 1 vs 0.995 for classes 2, 3
+    assert freq[0] == 0 and freq[1] < freq[2] and freq[1] < freq[3]
+    assert freq[1].item() == pytest.approx(0.56 / (0.56 + 2 * 0.995), abs=0.03)
+
+
+def test_selection_runs_on_the_device_of_its_input():
+    probs = _probs(8, 31).to("meta")
+    assert select_negatives(probs, 3, "lowest").device.type == "meta"
+
+
+def test_empty_batch_and_empty_selection_give_zero_not_nan():
+    empty = torch.zeros(0, 10, requires_grad=True)
+    mask = select_negatives(torch.zeros(0, 10), 2, "random")
+    loss = negative_learning_loss(empty, mask)
+    assert loss.item() == 0.0 and not torch.isnan(loss)
+    loss.backward()  # still differentiable
+    logits = torch.randn(4, 10, requires_grad=True)
+    none = select_negatives(torch.softmax(logits, 1), 2, "threshold", tau=0.0)
+    assert not none.any()
+    loss = negative_learning_loss(logits, none)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_negative_learning_loss_matches_hand_computation():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    negatives = torch.tensor([[False, True, True], [True, False, False]])
+    p = torch.softmax(logits, 1)
+    eps = 1e-7
+    row0 = (-math.log(1 - p[0, 1].item() + eps) - math.log(1 - p[0, 2].item() + eps)) / 2
+    row1 = -math.log(1 - p[1, 0].item() + eps)
+    expected = (row0 + row1) / 2
+    assert negative_learning_loss(logits, negatives, eps).item() == pytest.approx(expected,
+                                                                                 rel=1e-6)
+    # an image without negatives does not dilute the mean
+    with_empty = torch.cat([negatives, torch.zeros(1, 3, dtype=torch.bool)])
+    logits3 = torch.cat([logits, torch.zeros(1, 3)])
+    assert negative_learning_loss(logits3, with_empty, eps).item() == pytest.approx(expected,
+                                                                                   rel=1e-6)
+
+
+def _pnl(*overrides):
+    cfg = make_cfg("method=pnl", "method.align=none", "method.ramp=0", *overrides)
+    torch.manual_seed(0)
+    method = create_method(cfg.method, create_classifier(cfg.backbone, 10, 2), 10)
+    method.generator = torch.Generator().manual_seed(0)
+    method.set_progress(0.5)
+    return method
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 1, 28, 28, generator=g)
+    return Batch({"weak": x}, torch.randint(0, 10, (8,), generator=g),
+                 {"weak": torch.randn(8, 1, 28, 28, generator=g),
+                  "strong": torch.randn(8, 1, 28, 28, generator=g)})
+
+
+@pytest.mark.parametrize("step,learner,generator", [(0, 1, 0), (1, 0, 1)])
+def test_alternate_exchange_trains_only_the_learner_head_with_nl(step, learner, generator):
+    method = _pnl("method.exchange=alternate")
+    method.eval()  # no dropout: the gradient is a function of the inputs only
+    losses = method.losses(_batch(), step)
+    heads = method.model.heads
+    grads = torch.autograd.grad(losses["nl"], [heads[learner].weight, heads[generator].weight],
+                                allow_unused=True)
+    assert grads[0] is not None and grads[0].abs().sum() > 0
+    assert grads[1] is None or grads[1].abs().sum() == 0
+
+
+def test_both_exchange_trains_both_heads_with_nl():
+    method = _pnl("method.exchange=both")
+    method.eval()
+    losses = method.losses(_batch(), 0)
+    grads = torch.autograd.grad(losses["nl"], [h.weight for h in method.model.heads])
+    assert all(g.abs().sum() > 0 for g in grads)
