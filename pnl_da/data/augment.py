@@ -1,0 +1,65 @@
+"""Augmentation of whole batches on the training device: no per-sample Python.
+
+Images arrive as float tensors in [0, 1], (B, C, H, W). Every random number comes from the
+generator passed in, so a run is reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _uniform(n: int, bound: float, gen: torch.Generator, device) -> torch.Tensor:
+    return (torch.rand(n, generator=gen, device=device) * 2 - 1) * bound
+
+
+def random_affine(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
+    """Rotate, shear, scale and translate each image by its own random amounts."""
+    n, device = x.shape[0], x.device
+    angle = _uniform(n, math.radians(aug.rotate), gen, device)
+    shear = _uniform(n, math.radians(aug.shear), gen, device)
+    scale = 1 + _uniform(n, aug.scale, gen, device)
+    shift = _uniform(2 * n, 2 * aug.translate, gen, device).view(n, 2)  # grid spans [-1, 1]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # theta maps output to input coordinates; dividing by scale enlarges the content.
+    theta = torch.stack([
+        torch.stack([cos, -sin + torch.tan(shear), shift[:, 0]], dim=1),
+        torch.stack([sin, cos, shift[:, 1]], dim=1),
+    ], dim=1)
+    theta[:, :, :2] /= scale.view(n, 1, 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_contrast(x: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    factor = 1 + _uniform(x.shape[0], amount, gen, x.device).to(x.dtype).view(-1, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * factor + mean).clamp(0, 1)
+
+
+def random_erase(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """Cutout: with probability ``prob`` blank one square of a third of the image side."""
+    n, _, h, w = x.shape
+    side = max(1, h // 3)
+    top = torch.randint(0, h - side + 1, (n,), generator=gen, device=x.device)
+    left = torch.randint(0, w - side + 1, (n,), generator=gen, device=x.device)
+    apply = torch.rand(n, generator=gen, device=x.device) < prob
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + side).view(n, 1, 1))
+              & (cols >= left.view(n, 1, 1)) & (cols < (left + side).view(n, 1, 1)))
+    mask = (inside & apply.view(n, 1, 1)).unsqueeze(1)
+    return x.masked_fill(mask, 0.0)
+
+
+def augment(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
+    if aug.rotate or aug.shear or aug.scale or aug.translate:
+        x = random_affine(x, aug, gen)
+    if aug.contrast:
+        x = random_contrast(x, aug.contrast, gen)
+    if aug.erase:
+        x = random_erase(x, aug.erase, gen)
+    return x

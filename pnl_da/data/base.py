@@ -1,0 +1,102 @@
+"""Benchmarks, domains and tasks: the names a user types and what they resolve to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from pnl_da.errors import UsageError
+
+
+@dataclass
+class DomainData:
+    """A whole domain split held as tensors: uint8 images (N, C, H, W) and int64 labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    name: str
+    split: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    aliases: tuple[str, ...]
+    splits: tuple[str, ...]  # ("train", "test") or ("all",) for domains without a test split
+    loader: Callable[[str, str], DomainData]  # (data root, split) -> DomainData
+    description: str = ""
+
+    def resolve_split(self, split: str) -> str:
+        """The split to use: as asked, or the whole domain where it has no such split."""
+        if split == "all" or split in self.splits:
+            return split
+        if self.splits == ("all",):
+            return "all"
+        raise UsageError(f"domain '{self.name}' has no split '{split}'; "
+                         f"choose one of: {', '.join(self.splits + ('all',))}")
+
+    def load(self, root: str, split: str) -> DomainData:
+        split = self.resolve_split(split)
+        if split == "all" and self.splits != ("all",):
+            parts = [self.loader(root, s) for s in self.splits]
+            return DomainData(torch.cat([p.images for p in parts]),
+                              torch.cat([p.labels for p in parts]), self.name, "all")
+        return self.loader(root, split)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    num_classes: int
+    domains: tuple[Domain, ...]
+    standard_tasks: tuple[str, ...] = ()
+    description: str = ""
+    download: Callable[[str], list[str]] | None = None  # root -> messages
+    class_names: tuple[str, ...] = field(default=())
+
+    def domain(self, name: str) -> Domain:
+        key = name.strip().lower()
+        for domain in self.domains:
+            if key == domain.name.lower() or key in (a.lower() for a in domain.aliases):
+                return domain
+        known = ", ".join(f"{d.name} ({'/'.join(d.aliases)})" if d.aliases else d.name
+                          for d in self.domains)
+        raise UsageError(f"unknown domain '{name}' in benchmark '{self.name}'; "
+                         f"choose one of: {known}")
+
+    def parse_task(self, task: str) -> tuple[Domain, Domain]:
+        """``SOURCE->TARGET`` with domain names or their short letters."""
+        if "->" not in task:
+            raise UsageError(f"task '{task}' is not SOURCE->TARGET; write e.g. "
+                             f"'{self.standard_tasks[0] if self.standard_tasks else 'A->B'}' "
+                             "(quoted in the shell)")
+        source_name, target_name = (part.strip() for part in task.split("->", 1))
+        source, target = self.domain(source_name), self.domain(target_name)
+        if source.name == target.name:
+            raise UsageError(f"task '{task}' adapts '{source.name}' to itself; "
+                             "choose a target domain different from the source")
+        return source, target
+
+
+def format_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Bring uint8 images (N, C, H, W) to the backbone's size and channel count."""
+    if images.shape[1] != channels:
+        if images.shape[1] == 1 and channels == 3:
+            images = images.expand(-1, 3, -1, -1)
+        elif images.shape[1] == 3 and channels == 1:
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+        else:
+            raise UsageError(f"cannot turn {images.shape[1]}-channel images into {channels} "
+                             "channels; set backbone.channels to 1 or 3")
+    if images.shape[-2:] != (size, size):
+        resized = F.interpolate(images.float(), size=(size, size), mode="bilinear",
+                                align_corners=False, antialias=True)
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()

@@ -1,0 +1,131 @@
+"""The digits benchmark: uci and mnist-sample (bundled, offline), mnist, usps, svhn
+(torchvision's file formats under the data root)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pnl_da.data.base import Benchmark, Domain, DomainData
+from pnl_da.errors import DataError
+from pnl_da.resources import packaged_dir
+
+MNIST_SAMPLE_FILE = "mnist-sample-4998.npz"
+
+
+def _from_numpy(images: np.ndarray, labels: np.ndarray, name: str, split: str) -> DomainData:
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    return DomainData(x.to(torch.uint8), torch.from_numpy(np.asarray(labels)).long(), name, split)
+
+
+@lru_cache(maxsize=1)
+def _uci_images() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
+    # MNIST digits fill a 20x20 box centred in 28x28; put the 8x8 UCI digits in the same box.
+    x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
+    x = F.pad(x, (4, 4, 4, 4)).round().clamp(0, 255).to(torch.uint8)
+    return x, torch.from_numpy(digits.target).long()
+
+
+def load_uci(root: str, split: str) -> DomainData:
+    images, labels = _uci_images()
+    return DomainData(images.clone(), labels.clone(), "uci", split)
+
+
+def mnist_sample_path(root: str) -> Path:
+    """A copy under the data root wins; otherwise the file installed with the package."""
+    local = Path(root) / "mnist-sample" / MNIST_SAMPLE_FILE
+    return local if local.is_file() else packaged_dir("datasets") / MNIST_SAMPLE_FILE
+
+
+def load_mnist_sample(root: str, split: str) -> DomainData:
+    path = mnist_sample_path(root)
+    try:
+        with np.load(path) as data:
+            images, labels = data["images"], data["labels"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"cannot read the MNIST sample {path} ({exc}); reinstall pnl-da or "
+                        f"copy {MNIST_SAMPLE_FILE} to {Path(root) / 'mnist-sample'}") from exc
+    return _from_numpy(images, labels, "mnist-sample", split)
+
+
+def _torchvision(kind: str, root: str, split: str) -> DomainData:
+    from torchvision import datasets
+
+    train = split == "train"
+    try:
+        if kind == "mnist":
+            ds = datasets.MNIST(root, train=train, download=False)
+            return DomainData(ds.data.unsqueeze(1).clone(), ds.targets.long().clone(), kind, split)
+        if kind == "usps":
+            ds = datasets.USPS(root, train=train, download=False)
+            return _from_numpy(ds.data, np.asarray(ds.targets), kind, split)
+        ds = datasets.SVHN(root, split="train" if train else "test", download=False)
+        return _from_numpy(ds.data, ds.labels, kind, split)
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise DataError(f"{kind} ({split}) not found or unreadable under {root}: expected "
+                        f"{EXPECTED_FILES[kind]}; run `pnl-da download digits --data-root {root}` "
+                        "or place the files there") from exc
+
+
+EXPECTED_FILES = {
+    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+    "usps": "usps.bz2 and usps.t.bz2",
+    "svhn": "train_32x32.mat and test_32x32.mat",
+}
+
+
+def download_digits(root: str) -> list[str]:
+    """Fetch MNIST, USPS and SVHN with torchvision into ``root``; report what happened."""
+    from torchvision import datasets
+
+    Path(root).mkdir(parents=True, exist_ok=True)
+    messages, failures = [], []
+    for kind, make in (
+        ("mnist", lambda train: datasets.MNIST(root, train=train, download=True)),
+        ("usps", lambda train: datasets.USPS(root, train=train, download=True)),
+        ("svhn", lambda train: datasets.SVHN(root, split="train" if train else "test",
+                                              download=True)),
+    ):
+        try:
+            for train in (True, False):
+                make(train)
+            messages.append(f"{kind}: ready under {root}")
+        except Exception as exc:  # network refused, checksum mismatch, ...
+            failures.append(f"{kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})")
+    if failures:
+        raise DataError(f"could not download {'; '.join(failures)}; without network, place "
+                        + ", ".join(f"{k}: {v}" for k, v in EXPECTED_FILES.items())
+                        + f" under {root}")
+    messages.append("uci and mnist-sample are bundled: nothing to download")
+    return messages
+
+
+DIGITS = Benchmark(
+    name="digits",
+    num_classes=10,
+    domains=(
+        Domain("uci", ("optdigits",), ("all",), load_uci,
+               "UCI optdigits from scikit-learn, 1,797 images (bundled)"),
+        Domain("mnist-sample", ("ms",), ("all",), load_mnist_sample,
+               "4,998 real MNIST digits (bundled)"),
+        Domain("mnist", ("m",), ("train", "test"), lambda r, s: _torchvision("mnist", r, s),
+               "MNIST 60,000 + 10,000 (torchvision format)"),
+        Domain("usps", ("u",), ("train", "test"), lambda r, s: _torchvision("usps", r, s),
+               "USPS 7,291 + 2,007 (torchvision format)"),
+        Domain("svhn", ("s",), ("train", "test"), lambda r, s: _torchvision("svhn", r, s),
+               "SVHN 73,257 + 26,032 (torchvision format)"),
+    ),
+    standard_tasks=("uci->mnist-sample", "mnist->usps", "usps->mnist", "svhn->mnist"),
+    description="handwritten digits, 10 classes",
+    download=download_digits,
+)

@@ -1,0 +1,109 @@
+"""Endless batches from a domain held as tensors on the training device.
+
+For domains that fit in memory (all of digits) this replaces a DataLoader: indexing, views and
+augmentation happen on the device for the whole batch at once, so a step costs what a plain
+tensor-indexing training loop costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from pnl_da.data.augment import augment
+from pnl_da.data.base import DomainData
+
+
+class InfiniteSampler:
+    """Batches of indices without end; a fresh permutation every pass over the data.
+
+    As tllib's ForeverDataIterator with drop_last: the incomplete tail of a pass is dropped,
+    unless the domain is smaller than a batch, when passes are chained.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, device: torch.device):
+        if size <= 0:
+            raise ValueError("cannot sample from an empty domain")
+        self.size, self.batch_size, self.device = size, batch_size, device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.long, device=device)
+        self.position = 0
+        self.passes = 0
+
+    def _new_pass(self) -> torch.Tensor:
+        self.passes += 1
+        return torch.randperm(self.size, generator=self.generator).to(self.device)
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.order.numel():
+            if self.size >= self.batch_size:
+                self.order, self.position = self._new_pass(), 0
+            else:
+                rest = self.order[self.position:]
+                while rest.numel() < self.batch_size:
+                    rest = torch.cat([rest, self._new_pass()])
+                self.order, self.position = rest, 0
+        batch = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order.cpu(),
+                "position": self.position, "passes": self.passes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order = state["order"].to(self.device)
+        self.position, self.passes = state["position"], state["passes"]
+
+
+class Normalizer:
+    """Float images in [0, 1] -> normalised model input."""
+
+    def __init__(self, mean: float, std: float):
+        self.mean, self.std = mean, std
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class DomainStream:
+    """One domain on the device, served as endless batches of the requested views."""
+
+    def __init__(self, data: DomainData, batch_size: int, seed: int, device: torch.device,
+                 normalize: Normalizer, augmentations: dict):
+        self.data = data
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+        self.sampler = InfiniteSampler(len(data), batch_size, seed, device)
+        self.augment_generator = torch.Generator(device=device).manual_seed(seed + 7919)
+        self.normalize = normalize
+        self.augmentations = augmentations  # view name -> AugmentConfig
+
+    def next(self, views: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        index = self.sampler.next()
+        raw = self.images.index_select(0, index).float().div_(255.0)
+        out = {}
+        for view in views:
+            x = raw if view == "none" else augment(raw, self.augmentations[view],
+                                                   self.augment_generator)
+            out[view] = self.normalize(x)
+        return out, self.labels.index_select(0, index)
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict(),
+                "augment_generator": self.augment_generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.augment_generator.set_state(state["augment_generator"])
+
+
+def eval_batches(data: DomainData, batch_size: int, device: torch.device,
+                 normalize: Normalizer) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The whole split in order, once, normalised (no augmentation)."""
+    for start in range(0, len(data), batch_size):
+        x = data.images[start:start + batch_size].to(device, non_blocking=True)
+        y = data.labels[start:start + batch_size].to(device, non_blocking=True)
+        yield normalize(x.float().div_(255.0)), y
