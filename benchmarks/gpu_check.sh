@@ -18,20 +18,27 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
 TASK='uci->mnist-sample'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
-echo "== 1. GPU tests"
+STAGES=${STAGES:-tests throughput ablation compare}
+stage() { [[ " $STAGES " == *" $1 "* ]]; }
+
+stage tests && echo "== 1. GPU tests" && \
 python3 -m pytest -q -m gpu tests/ -p no:cacheprovider 2>&1 | tail -5 | tee "$OUT/gpu_tests.txt"
 
-echo "== 2. throughput"
+stage throughput && echo "== 2. throughput" && \
 python3 benchmarks/train_throughput.py --device cuda --steps 300 --repeats 3 \
   --out "$OUT/train_throughput_gpu.md" 2>/dev/null
 
+if stage ablation; then
 echo "== 3. ablation"
 python3 benchmarks/pnl_ablation.py --seeds 0,1,2 --jobs 8 --runs /tmp/ablation \
   --out "$OUT/pnl_ablation.md" --json "$OUT/pnl_ablation.json" > "$OUT/ablation_log.txt" 2>&1
 tail -25 "$OUT/pnl_ablation.md"
+fi
 
-echo "== 4. compare (baselines and the best PNL variant, 3 seeds)"
-BEST=$(python3 - "$OUT/pnl_ablation.json" <<'PY'
+stage compare || exit 0
+echo "== 4. compare (baselines and PNL, 3 seeds)"
+# With STAGES including ablation, PNL runs with the ablation's best variant; else the default.
+[ -f "$OUT/pnl_ablation.json" ] && BEST=$(python3 - "$OUT/pnl_ablation.json" <<'PY'
 import json, statistics, sys
 runs = json.load(open(sys.argv[1]))
 pnl = {k: v for k, v in runs.items() if v["overrides"][0] == "method=pnl"}
@@ -39,13 +46,15 @@ best = max(pnl, key=lambda k: statistics.mean(pnl[k]["accuracy"].values()))
 print(" ".join(o for o in pnl[best]["overrides"] if o.startswith("method.")))
 PY
 )
-echo "best PNL variant overrides: ${BEST:-(the default)}" | tee "$OUT/best_variant.txt"
+echo "PNL variant overrides: ${BEST:-(the default)}" | tee "$OUT/best_variant.txt"
 for m in source_only dann cdan pnl; do
-  python3 -m pnl_da.cli compare digits "$TASK" --methods $m --seeds 0,1,2 --out /tmp/compare \
-    trainer.progress=false $BEST > "/tmp/compare_$m.log" 2>&1 &
+  for s in 0 1 2; do  # one process per run, then one compare that reuses them all
+    python3 -m pnl_da.cli compare digits "$TASK" --methods $m --seeds $s --out /tmp/compare \
+      trainer.progress=false ${BEST:-} > "/tmp/compare_$m$s.log" 2>&1 &
+  done
 done
 wait
 python3 -m pnl_da.cli compare digits "$TASK" --seeds 0,1,2 --out /tmp/compare \
-  trainer.progress=false $BEST 2>/dev/null | tee "$OUT/comparison_gpu.md"
+  trainer.progress=false ${BEST:-} 2>/dev/null | tee "$OUT/comparison_gpu.md"
 cp /tmp/compare/comparison.csv "$OUT/comparison_gpu.csv" 2>/dev/null
-cat "$OUT/train_throughput_gpu.md"
+cat "$OUT/train_throughput_gpu.md" 2>/dev/null

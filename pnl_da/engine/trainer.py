@@ -163,7 +163,9 @@ class Trainer:
         path = self.run_dir / CHECKPOINT if self.run_dir else None
         if path is None or not path.is_file():
             return False
-        self.load_state_dict(load_checkpoint(path, map_location=self.device))
+        # On the CPU first: generator states must stay CPU tensors; load_state_dict moves
+        # weights and optimiser state to the training device.
+        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
         metrics = self.run_dir / METRICS
         if metrics.is_file():
             kept = [line for line in metrics.read_text().splitlines()
