@@ -149,3 +149,22 @@ def test_list(capsys):
     assert code == 0
     for word in ("digits", "mnist-sample", "pnl", "dann", "cdan", "source_only", "lenet", "dtn"):
         assert word in out
+
+
+def test_evaluate_a_run_on_standard_mnist_files_under_another_data_root(capsys, tmp_path):
+    from tests.test_data import write_mnist
+
+    labels = write_mnist(tmp_path / "other-root", n_train=30, n_test=20)
+    out = tmp_path / "run"
+    assert run_cli(capsys, "run", "digits", "uci->ms", "method=pnl", "--out", str(out),
+                   *FAST)[0] == 0
+    code, stdout, err = run_cli(capsys, "evaluate", str(out), "--domain", "mnist", "--split",
+                                "test", "--data-root", str(tmp_path / "other-root"))
+    assert code == 0, err
+    assert "mnist (test, 20 images)" in stdout
+    metrics = json.loads(stdout.strip().splitlines()[-1])
+    assert set(metrics) == {"accuracy", "mean_class_accuracy"}
+    assert 0.0 <= metrics["accuracy"] <= 100.0 and len(labels) == 20
+    code, _, err = run_cli(capsys, "evaluate", str(out), "--domain", "svhn", "--data-root",
+                           str(tmp_path / "other-root"))
+    assert_one_line_error(code, err, 3, "svhn")

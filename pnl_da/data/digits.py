@@ -58,12 +58,29 @@ def load_mnist_sample(root: str, split: str) -> DomainData:
     return _from_numpy(images, labels, "mnist-sample", split)
 
 
+def _extract_mnist(root: str) -> None:
+    """torchvision's MNIST reads the raw idx files; unpack ``*.gz`` copies where only those
+    exist (as the original distribution ships them), as its own download step would."""
+    import gzip
+    import shutil
+
+    raw = Path(root) / "MNIST" / "raw"
+    for prefix in ("train", "t10k"):
+        for part in ("images-idx3", "labels-idx1"):
+            plain = raw / f"{prefix}-{part}-ubyte"
+            packed = plain.with_name(plain.name + ".gz")
+            if not plain.exists() and packed.is_file():
+                with gzip.open(packed, "rb") as src, open(plain, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+
+
 def _torchvision(kind: str, root: str, split: str) -> DomainData:
     from torchvision import datasets
 
     train = split == "train"
     try:
         if kind == "mnist":
+            _extract_mnist(root)
             ds = datasets.MNIST(root, train=train, download=False)
             return DomainData(ds.data.unsqueeze(1).clone(), ds.targets.long().clone(), kind, split)
         if kind == "usps":
