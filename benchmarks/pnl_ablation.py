@@ -52,14 +52,12 @@ def run_one(job: tuple[str, list[str], int, str, int]) -> tuple[str, int, float]
     import torch
 
     torch.set_num_threads(threads)
-    from pnl_da.config import compose
+    from pnl_da.config import compose, to_yaml
     from pnl_da.engine.run import execute, finished_result
 
     cfg = compose(TASK + overrides + [f"seed={seed}"])
     out = Path(root) / _slug(name) / f"seed{seed}"
-    from omegaconf import OmegaConf
-
-    done = finished_result(out, OmegaConf.to_yaml(cfg, resolve=True))
+    done = finished_result(out, to_yaml(cfg))
     result = done or execute(cfg, out, resume=out.exists(), log=lambda *_: None)
     return name, seed, result["metrics"]["accuracy"]
 

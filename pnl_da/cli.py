@@ -45,14 +45,12 @@ def _out_dir(arg: str | None, default: Path) -> Path:
 
 
 def cmd_run(args) -> int:
-    from omegaconf import OmegaConf
-
-    from pnl_da.config import compose
+    from pnl_da.config import compose, to_yaml
     from pnl_da.engine.run import default_out_dir, execute
 
     cfg = compose(_base_overrides(args.benchmark, args.task, args.data_root, args.overrides))
     if args.show_config:
-        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        print(to_yaml(cfg), end="")
         return 0
     out = _out_dir(args.out, default_out_dir(cfg))
     result = execute(cfg, out, resume=args.resume, log=lambda m: print(m, file=sys.stderr))
@@ -93,9 +91,7 @@ def _overrides_for(method: str, overrides: list[str], keys: dict[str, set[str]])
 
 
 def cmd_compare(args) -> int:
-    from omegaconf import OmegaConf
-
-    from pnl_da.config import available, compose
+    from pnl_da.config import available, compose, to_yaml
     from pnl_da.engine.checkpoint import write_text
     from pnl_da.engine.run import default_out_dir, execute, finished_result
     from pnl_da.report.tables import aggregate, to_csv, to_markdown
@@ -123,7 +119,7 @@ def cmd_compare(args) -> int:
     results = []
     for method, seed, cfg in plans:
         out = out_root / method / f"seed{seed}"
-        done = finished_result(out, OmegaConf.to_yaml(cfg, resolve=True))
+        done = finished_result(out, to_yaml(cfg))
         if done is not None:
             print(f"{method} seed {seed}: reusing finished run {out}", file=sys.stderr)
             results.append(done)
@@ -160,13 +156,11 @@ def cmd_evaluate(args) -> int:
 
 def cmd_download(args) -> int:
     from pnl_da.data.registry import get_benchmark
+    from pnl_da.engine.run import check_data_root
 
     bench = get_benchmark(args.name)
     root = _data_root(args.data_root)
-    if Path(root).exists() and not Path(root).is_dir():
-        from pnl_da.errors import DataError
-
-        raise DataError(f"data root {root} is a file, not a folder; pass --data-root with a folder")
+    check_data_root(root)
     if bench.download is None:
         print(f"{bench.name}: nothing to download")
         return 0

@@ -184,9 +184,6 @@ def available(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
-_KEY_IN_MESSAGE = re.compile(r"Key '([^']+)'")
-
-
 def compose(overrides: list[str]) -> DictConfig:
     """Compose the run configuration from the packaged configs and command-line overrides."""
     from hydra import compose as hydra_compose

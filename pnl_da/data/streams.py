@@ -73,7 +73,6 @@ class DomainStream:
 
     def __init__(self, data: DomainData, batch_size: int, seed: int, device: torch.device,
                  normalize: Normalizer, augmentations: dict):
-        self.data = data
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
         self.sampler = InfiniteSampler(len(data), batch_size, seed, device)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
 from pnl_da.data.base import format_images
@@ -13,7 +12,7 @@ from pnl_da.data.streams import Normalizer
 from pnl_da.engine.checkpoint import load_checkpoint
 from pnl_da.engine.evaluate import evaluate
 from pnl_da.engine.run import CONFIG, RESULT, check_data_root
-from pnl_da.engine.trainer import CHECKPOINT, resolve_device
+from pnl_da.engine.trainer import CHECKPOINT, autocast, resolve_device
 from pnl_da.errors import UsageError
 from pnl_da.models import create_classifier
 
@@ -43,13 +42,8 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
                            if k.startswith("model.")})
     model.to(device)
     normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
-    bf16 = device.type == "cuda"
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
     result = evaluate(model, data, int(cfg.benchmark.num_classes), 1000, device, normalize,
-                      autocast)
+                      lambda: autocast(device, device.type == "cuda"))
     heads = result["heads"]
     lines = [f"{run_dir}: {cfg.method.name} on {target.name} ({data.split}, {len(data)} images)"]
     for name, s in heads.items():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from pnl_da.config import to_yaml
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.trainer import METRICS, RunData, Trainer
@@ -169,7 +170,7 @@ def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict) ->
 def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
             log=print) -> dict:
     """Train one configuration into ``out_dir``; returns (and writes) result.json."""
-    cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    cfg_yaml = to_yaml(cfg)
     check_out_dir(out_dir, cfg_yaml, resume)
     if resume:
         done = finished_result(out_dir, cfg_yaml)

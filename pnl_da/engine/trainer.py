@@ -48,6 +48,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on the device, or nothing (float32)."""
+    if bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def lr_factor(step: int, gamma: float, decay: float) -> float:
     """tllib's schedule: lr * (1 + gamma * step) ** -decay."""
     return (1.0 + gamma * step) ** (-decay)
@@ -110,9 +117,7 @@ class Trainer:
     # -- pieces -----------------------------------------------------------------------------
 
     def autocast(self):
-        if self.bf16:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.bf16)
 
     def set_lr(self, step: int) -> float:
         factor = lr_factor(step, self.cfg.trainer.lr_gamma, self.cfg.trainer.lr_decay)
