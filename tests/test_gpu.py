@@ -31,3 +31,13 @@ def test_gpu_resume_continues_from_the_checkpoint(tmp_path):
     assert second.resume() and second.step == 20
     second.fit()
     assert second.step == 40
+
+
+def test_gpu_host_memory_stream_copies_batches_to_the_device():
+    cfg = make_cfg("method=dann", "trainer.device=cuda", "data.on_device=false", steps=5,
+                   eval_every=5)
+    trainer = Trainer(cfg, load_run_data(cfg))
+    assert not trainer.source.images.is_cuda and trainer.source.images.is_pinned()
+    batch = trainer.next_batch()
+    assert batch.labels.is_cuda and batch.source["none"].is_cuda
+    trainer.fit()

@@ -69,26 +69,36 @@ class Normalizer:
 
 
 class DomainStream:
-    """One domain on the device, served as endless batches of the requested views."""
+    """One domain in memory, served as endless batches of the requested views.
+
+    With ``on_device`` (the default) the uint8 images live on the training device and a batch
+    never crosses the bus; without it they stay in (pinned) host memory and each batch is
+    copied over before it is augmented on the device.
+    """
 
     def __init__(self, data: DomainData, batch_size: int, seed: int, device: torch.device,
-                 normalize: Normalizer, augmentations: dict):
-        self.images = data.images.to(device)
-        self.labels = data.labels.to(device)
-        self.sampler = InfiniteSampler(len(data), batch_size, seed, device)
+                 normalize: Normalizer, augmentations: dict, on_device: bool = True):
+        home = device if on_device else torch.device("cpu")
+        self.device = device
+        self.images = data.images.to(home)
+        self.labels = data.labels.to(home)
+        if home.type == "cpu" and device.type == "cuda":
+            self.images, self.labels = self.images.pin_memory(), self.labels.pin_memory()
+        self.sampler = InfiniteSampler(len(data), batch_size, seed, home)
         self.augment_generator = torch.Generator(device=device).manual_seed(seed + 7919)
         self.normalize = normalize
         self.augmentations = augmentations  # view name -> AugmentConfig
 
     def next(self, views: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         index = self.sampler.next()
-        raw = self.images.index_select(0, index).float().div_(255.0)
+        batch = self.images.index_select(0, index).to(self.device, non_blocking=True)
+        raw = batch.float().div_(255.0)
         out = {}
         for view in views:
             x = raw if view == "none" else augment(raw, self.augmentations[view],
                                                    self.augment_generator)
             out[view] = self.normalize(x)
-        return out, self.labels.index_select(0, index)
+        return out, self.labels.index_select(0, index).to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict(),

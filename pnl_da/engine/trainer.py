@@ -107,10 +107,10 @@ class Trainer:
         self.normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
         augmentations = {"weak": cfg.data.weak, "strong": cfg.data.strong}
         self.views = self.method.views()
-        self.source = DomainStream(data.source, tcfg.batch_size, seed * 1000 + 1, self.device,
-                                   self.normalize, augmentations)
-        self.target = DomainStream(data.target_train, tcfg.batch_size, seed * 1000 + 2,
-                                   self.device, self.normalize, augmentations)
+        streams = dict(device=self.device, normalize=self.normalize,
+                       augmentations=augmentations, on_device=cfg.data.on_device)
+        self.source = DomainStream(data.source, tcfg.batch_size, seed * 1000 + 1, **streams)
+        self.target = DomainStream(data.target_train, tcfg.batch_size, seed * 1000 + 2, **streams)
         self.step = 0
         self.data_time = 0.0  # seconds spent producing batches (on GPU: launching the work)
 
