@@ -26,8 +26,10 @@ class BenchmarkConfig:
     num_classes: int = MISSING
     target_train_split: str = "train"  # unlabeled target data used for training
     target_eval_split: str = "test"  # falls back to "all" for domains without a test split
-    normalize_mean: float = 0.5  # digits: tllib's --norm-mean 0.5 --norm-std 0.5
-    normalize_std: float = 0.5
+    # per channel, or one value for all; digits: tllib's --norm-mean 0.5 --norm-std 0.5
+    normalize_mean: list[float] = field(default_factory=lambda: [0.5])
+    normalize_std: list[float] = field(default_factory=lambda: [0.5])
+    train_crop: str = "random"  # image lists: random (resized crop) | center (VisDA preset)
 
 
 @dataclass
@@ -56,7 +58,10 @@ class AugmentConfig:
 @dataclass
 class DataConfig:
     root: str = "data"
-    on_device: bool = True  # hold domains as tensors on the training device
+    on_device: bool = True  # hold in-memory domains (digits) as tensors on the training device
+    cache_dir: str = ""  # decoded-image cache; empty: <benchmark folder>/.pnl-da-cache
+    workers: int = 4  # DataLoader workers for image-list benchmarks
+    skip_bad_images: bool = False  # skip (and count) unreadable images instead of failing
     weak: AugmentConfig = field(default_factory=AugmentConfig)
     strong: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -161,6 +166,7 @@ CHOICES = {
     "method.generator_view": ("weak", "same"),
     "trainer.precision": ("auto", "fp32", "bf16"),
     "trainer.channels_last": ("auto", "true", "false"),
+    "benchmark.train_crop": ("random", "center"),
 }
 
 

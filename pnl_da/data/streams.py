@@ -61,10 +61,16 @@ class InfiniteSampler:
 class Normalizer:
     """Float images in [0, 1] -> normalised model input."""
 
-    def __init__(self, mean: float, std: float):
-        self.mean, self.std = mean, std
+    def __init__(self, mean, std):
+        def channels(v):  # a list per channel, or one number (older run configs)
+            return [float(x) for x in v] if hasattr(v, "__iter__") else [float(v)]
+
+        self.mean = torch.tensor(channels(mean)).view(1, -1, 1, 1)
+        self.std = torch.tensor(channels(std)).view(1, -1, 1, 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean.device != x.device:
+            self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
         return (x - self.mean) / self.std
 
 

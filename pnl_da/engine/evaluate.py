@@ -27,15 +27,29 @@ def scores(confusion: torch.Tensor) -> dict[str, float]:
             "mean_class_accuracy": float(per_class.mean() * 100) if present.any() else 0.0}
 
 
+def batches_for(cfg, data, device: torch.device):
+    """The evaluation batches of a domain split, in order, without augmentation."""
+    batch_size = cfg.trainer.eval_batch_size
+    if isinstance(data, DomainData):
+        normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
+        return eval_batches(data, batch_size, device, normalize)
+    from pnl_da.data.loader_stream import eval_loader
+    from pnl_da.data.transforms import build_views
+
+    views = build_views(cfg.backbone.image_size, cfg.benchmark.normalize_mean,
+                        cfg.benchmark.normalize_std)
+    return eval_loader(data.decoded, views["eval"], min(batch_size, 256), cfg.data.workers,
+                       device)
+
+
 @torch.no_grad()
-def predict(model, data: DomainData, batch_size: int, device: torch.device,
-            normalize: Normalizer, autocast) -> dict[str, torch.Tensor]:
+def predict(model, batches, autocast) -> dict[str, torch.Tensor]:
     """Predicted classes per head and for the mean of the heads' softmaxes."""
     was_training = model.training
     model.eval()
     preds: dict[str, list[torch.Tensor]] = {}
     try:
-        for x, _ in eval_batches(data, batch_size, device, normalize):
+        for x, _ in batches:
             with autocast():
                 _, logits = model(x)
             probs = [torch.softmax(z.float(), dim=1) for z in logits]
@@ -47,13 +61,12 @@ def predict(model, data: DomainData, batch_size: int, device: torch.device,
     return {name: torch.cat(chunks).cpu() for name, chunks in preds.items()}
 
 
-def evaluate(model, data: DomainData, num_classes: int, batch_size: int, device: torch.device,
-             normalize: Normalizer, autocast) -> dict:
+def evaluate(model, batches, labels: torch.Tensor, num_classes: int, autocast) -> dict:
     """``{"heads": {"a": {...}, "b": {...}, "mean": {...}}, "confusion": {name: matrix}}``."""
-    preds = predict(model, data, batch_size, device, normalize, autocast)
+    preds = predict(model, batches, autocast)
     result = {"heads": {}, "confusion": {}}
     for name, pred in preds.items():
-        confusion = confusion_matrix(pred, data.labels, num_classes)
+        confusion = confusion_matrix(pred, labels, num_classes)
         result["heads"][name] = scores(confusion)
         result["confusion"][name] = confusion
     return result

@@ -6,12 +6,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pnl_da.data.base import format_images
+from pnl_da.config import RunConfig
 from pnl_da.data.registry import get_benchmark
-from pnl_da.data.streams import Normalizer
 from pnl_da.engine.checkpoint import load_checkpoint
-from pnl_da.engine.evaluate import evaluate
-from pnl_da.engine.run import CONFIG, RESULT, check_data_root
+from pnl_da.engine.evaluate import batches_for, evaluate
+from pnl_da.engine.run import CONFIG, RESULT, check_data_root, prepare_domain
 from pnl_da.engine.trainer import CHECKPOINT, autocast, resolve_device
 from pnl_da.errors import UsageError
 from pnl_da.models import create_classifier
@@ -27,13 +26,14 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     if missing:
         raise UsageError(f"{run_dir} is not a finished run (no {missing[0]}); finish it with "
                          "`pnl-da run ... --resume --out " + str(run_dir) + "` first")
-    cfg = OmegaConf.load(run_dir / CONFIG)
+    # On the schema: a run written before a key existed gets that key's default.
+    cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(run_dir / CONFIG))
     root = data_root or cfg.data.root
     check_data_root(root)
     bench = get_benchmark(cfg.benchmark.name)
     target = bench.domain(domain or cfg.benchmark.target)
-    data = target.load(root, split or cfg.benchmark.target_eval_split)
-    data.images = format_images(data.images, cfg.backbone.image_size, cfg.backbone.channels)
+    cfg.data.root = root
+    data = prepare_domain(cfg, target.load(root, split or cfg.benchmark.target_eval_split))
 
     device = resolve_device("auto")
     model = create_classifier(cfg.backbone, int(cfg.benchmark.num_classes), int(cfg.method.heads))
@@ -41,8 +41,8 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     model.load_state_dict({k[len("model."):]: v for k, v in state.items()
                            if k.startswith("model.")})
     model.to(device)
-    normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
-    result = evaluate(model, data, int(cfg.benchmark.num_classes), 1000, device, normalize,
+    result = evaluate(model, batches_for(cfg, data, device), data.labels,
+                      int(cfg.benchmark.num_classes),
                       lambda: autocast(device, device.type == "cuda"))
     heads = result["heads"]
     lines = [f"{run_dir}: {cfg.method.name} on {target.name} ({data.split}, {len(data)} images)"]

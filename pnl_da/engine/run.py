@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.trainer import METRICS, RunData, Trainer
 from pnl_da.errors import DataError, UsageError
+from pnl_da.models.factory import check_weights_available
 
 RESULT = "result.json"
 CONFIG = "config.yaml"
@@ -104,20 +106,38 @@ def load_run_data(cfg: DictConfig) -> RunData:
     check_data_root(cfg.data.root)
     bench = get_benchmark(cfg.benchmark.name)
     source, target = bench.domain(cfg.benchmark.source), bench.domain(cfg.benchmark.target)
-    size, channels = cfg.backbone.image_size, cfg.backbone.channels
-
     def load(domain, split):
-        from pnl_da.data.base import format_images
-
-        data = domain.load(cfg.data.root, split)
-        data.images = format_images(data.images, size, channels)
-        return data
+        return prepare_domain(cfg, domain.load(cfg.data.root, split))
 
     # Source: its training split; evaluation on the target's test split, or the whole target
     # domain where it has none (bundled digits, Office-31).
-    return RunData(source=load(source, "train"),
+    data = RunData(source=load(source, "train"),
                    target_train=load(target, cfg.benchmark.target_train_split),
                    target_eval=load(target, cfg.benchmark.target_eval_split))
+    classes = [len(set(d.labels.tolist())) for d in (data.source, data.target_eval)]
+    if len(data.source) > 10 * bench.num_classes and classes[0] != classes[1]:
+        raise DataError(f"source {source.name} has {classes[0]} classes but target "
+                        f"{target.name} has {classes[1]}; both lists must use the same "
+                        f"{bench.num_classes} class indices")
+    return data
+
+
+def prepare_domain(cfg: DictConfig, data):
+    """In-memory domains: resized to the backbone's format. Image lists: decoded once into
+    the cache, at 256/224 of the training crop (tllib's resize 256, crop 224)."""
+    from pnl_da.data.base import DomainData, format_images
+    from pnl_da.data.image_cache import CachedDomain, load_or_build
+
+    size, channels = cfg.backbone.image_size, cfg.backbone.channels
+    if isinstance(data, DomainData):
+        data.images = format_images(data.images, size, channels)
+        return data
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else data.base / ".pnl-da-cache"
+    decoded = load_or_build(data.base, data.images, data.name, round(size * 256 / 224),
+                            cache_dir, skip_bad=cfg.data.skip_bad_images,
+                            workers=max(1, cfg.data.workers),
+                            log=lambda m: print(m, file=sys.stderr))
+    return CachedDomain(decoded, data.name, data.split)
 
 
 def environment(device: str) -> dict:
@@ -177,6 +197,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
         if done is not None:
             log(f"{out_dir} is already finished; nothing to do")
             return done
+    check_weights_available(cfg.backbone)
     data = load_run_data(cfg)
     started = time.perf_counter()
     trainer = Trainer(cfg, data, out_dir)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from pnl_da.data.base import DomainData
 from pnl_da.data.streams import DomainStream, Normalizer
 from pnl_da.engine.checkpoint import load_checkpoint, save_checkpoint
-from pnl_da.engine.evaluate import evaluate
+from pnl_da.engine.evaluate import batches_for, evaluate
 from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
 from pnl_da.errors import UsageError
 from pnl_da.methods import Batch, create_method, total_loss
@@ -107,14 +107,28 @@ class Trainer:
         self.normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
         augmentations = {"weak": cfg.data.weak, "strong": cfg.data.strong}
         self.views = self.method.views()
-        streams = dict(device=self.device, normalize=self.normalize,
-                       augmentations=augmentations, on_device=cfg.data.on_device)
-        self.source = DomainStream(data.source, tcfg.batch_size, seed * 1000 + 1, **streams)
-        self.target = DomainStream(data.target_train, tcfg.batch_size, seed * 1000 + 2, **streams)
+        self.source = self.stream(data.source, seed * 1000 + 1, self.views["source"],
+                                  augmentations)
+        self.target = self.stream(data.target_train, seed * 1000 + 2, self.views["target"],
+                                  augmentations)
         self.step = 0
         self.data_time = 0.0  # seconds spent producing batches (on GPU: launching the work)
 
     # -- pieces -----------------------------------------------------------------------------
+
+    def stream(self, data, seed: int, views: tuple, augmentations: dict):
+        """In-memory domains stream from tensors on the device; image lists through workers."""
+        cfg = self.cfg
+        if isinstance(data, DomainData):
+            return DomainStream(data, cfg.trainer.batch_size, seed, self.device, self.normalize,
+                                augmentations, on_device=cfg.data.on_device)
+        from pnl_da.data.loader_stream import LoaderStream
+        from pnl_da.data.transforms import build_views
+
+        transforms = build_views(cfg.backbone.image_size, cfg.benchmark.normalize_mean,
+                                 cfg.benchmark.normalize_std, cfg.benchmark.train_crop)
+        return LoaderStream(data.decoded, cfg.trainer.batch_size, seed, self.device,
+                            transforms, views, cfg.data.workers)
 
     def autocast(self):
         return autocast(self.device, self.bf16)
@@ -145,10 +159,10 @@ class Trainer:
         losses["total"] = loss
         return {k: v.detach() for k, v in losses.items()}
 
-    def evaluate(self, data: DomainData | None = None) -> dict:
-        return evaluate(self.method.model, data or self.data.target_eval, self.num_classes,
-                        self.cfg.trainer.eval_batch_size, self.device, self.normalize,
-                        self.autocast)
+    def evaluate(self, data=None) -> dict:
+        data = data or self.data.target_eval
+        return evaluate(self.method.model, batches_for(self.cfg, data, self.device), data.labels,
+                        self.num_classes, self.autocast)
 
     # -- checkpoints ------------------------------------------------------------------------
 

@@ -31,6 +31,34 @@ def create_backbone(name: str, channels: int, image_size: int, pretrained: bool 
     return _create_timm(name, channels, pretrained, weights)
 
 
+HUB = ("huggingface.co", 443)
+
+
+def check_weights_available(backbone_cfg) -> None:
+    """Fail fast, before any data work, when pretrained weights cannot be had: no file given
+    and the hub unreachable (one short connection attempt instead of the hub's retries)."""
+    import os
+    import socket
+
+    if backbone_cfg.name in DIGITS_BACKBONES or not backbone_cfg.pretrained:
+        return
+    if backbone_cfg.weights:
+        if not Path(backbone_cfg.weights).is_file():
+            raise DataError(f"backbone weights file not found: {backbone_cfg.weights}; set "
+                            "backbone.weights to an existing .safetensors or .pth file")
+        return
+    reason = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") == "1" else None
+    if reason is None:
+        try:
+            socket.create_connection(HUB, timeout=3).close()
+        except OSError as exc:
+            reason = f"the hub is unreachable: {exc.strerror or type(exc).__name__}"
+    if reason:
+        raise DataError(f"pretrained weights for '{backbone_cfg.name}' cannot be fetched "
+                        f"({reason}); pass backbone.weights=/path/model.safetensors (or .pth) "
+                        "or backbone.pretrained=false")
+
+
 def _create_timm(name: str, channels: int, pretrained: bool,
                  weights: str | None) -> tuple[nn.Module, int]:
     import timm

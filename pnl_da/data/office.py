@@ -1,0 +1,128 @@
+"""Image-list benchmarks in thuml Transfer-Learning-Library's layout: Office-31, Office-Home,
+VisDA-2017. A folder a tllib user already has works unchanged.
+
+    <root>/office31/image_list/amazon.txt        lines: amazon/images/back_pack/frame_0001.jpg 0
+    <root>/office31/amazon/images/<class>/*.jpg
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pnl_da.data.base import Benchmark, Domain
+from pnl_da.data.image_list import ImageList, check_files, list_from_folders, read_image_list
+from pnl_da.errors import DataError
+
+OFFICE31_CLASSES = (
+    "back_pack", "bike", "bike_helmet", "bookcase", "bottle", "calculator", "desk_chair",
+    "desk_lamp", "desktop_computer", "file_cabinet", "headphones", "keyboard",
+    "laptop_computer", "letter_tray", "mobile_phone", "monitor", "mouse", "mug",
+    "paper_notebook", "pen", "phone", "printer", "projector", "punchers", "ring_binder", "ruler",
+    "scissors", "speaker", "stapler", "tape_dispenser", "trash_can")
+
+OFFICEHOME_CLASSES = (
+    "Drill", "Exit_Sign", "Bottle", "Glasses", "Computer", "File_Cabinet", "Shelf", "Toys",
+    "Sink", "Laptop", "Kettle", "Folder", "Keyboard", "Flipflops", "Pencil", "Bed", "Hammer",
+    "ToothBrush", "Couch", "Bike", "Postit_Notes", "Mug", "Webcam", "Desk_Lamp", "Telephone",
+    "Helmet", "Mouse", "Pen", "Monitor", "Mop", "Sneakers", "Notebook", "Backpack",
+    "Alarm_Clock", "Push_Pin", "Paper_Clip", "Batteries", "Radio", "Fan", "Ruler", "Pan",
+    "Screwdriver", "Trash_Can", "Printer", "Speaker", "Eraser", "Bucket", "Chair", "Calendar",
+    "Calculator", "Flowers", "Lamp_Shade", "Spoon", "Candles", "Clipboards", "Scissors", "TV",
+    "Curtains", "Fork", "Soda", "Table", "Knives", "Oven", "Refrigerator", "Marker")
+
+VISDA_CLASSES = ("aeroplane", "bicycle", "bus", "car", "horse", "knife", "motorcycle", "person",
+                 "plant", "skateboard", "train", "truck")
+
+
+def _download(name: str):
+    def fetch(root: str) -> list[str]:
+        import sys
+
+        from pnl_da.data.download import download_benchmark
+
+        download_benchmark(name, root, log=lambda m: print(m, file=sys.stderr))
+        return [f"{name}: ready under {root}"]
+
+    return fetch
+
+
+@dataclass
+class ImageListData:
+    """A domain split as files: the benchmark folder and its image list (decoded later)."""
+
+    base: Path
+    images: ImageList
+    name: str
+    split: str
+
+    @property
+    def labels(self):
+        import torch
+
+        return torch.tensor(self.images.labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _image_list_loader(benchmark: str, folder: str, list_name: str, image_dir: str,
+                       classes: tuple[str, ...]):
+    def load(root: str, split: str) -> ImageListData:
+        base = Path(root) / folder
+        list_file = base / "image_list" / f"{list_name}.txt"
+        if list_file.is_file():
+            images = read_image_list(list_file, len(classes))
+        elif (base / image_dir).is_dir():
+            images = list_from_folders(base, image_dir, classes)
+        else:
+            raise DataError(
+                f"{benchmark} domain '{list_name}' not found: expected {list_file} (tllib "
+                f"layout, images under {base / image_dir}/<class>/); run `pnl-da download "
+                f"{benchmark} --data-root {root}` or place the files there")
+        check_files(base, images)
+        return ImageListData(base, images, list_name, split)
+
+    return load
+
+
+def _domains(benchmark, folder, classes, spec) -> tuple[Domain, ...]:
+    return tuple(Domain(name, aliases, ("all",),
+                        _image_list_loader(benchmark, folder, list_name, image_dir, classes),
+                        f"{count:,} images")
+                 for name, aliases, list_name, image_dir, count in spec)
+
+
+OFFICE31 = Benchmark(
+    name="office31", num_classes=31,
+    domains=_domains("office31", "office31", OFFICE31_CLASSES, (
+        ("amazon", ("A",), "amazon", "amazon/images", 2817),
+        ("dslr", ("D",), "dslr", "dslr/images", 498),
+        ("webcam", ("W",), "webcam", "webcam/images", 795))),
+    standard_tasks=("A->W", "D->W", "W->D", "A->D", "D->A", "W->A"),
+    description="Office-31, 31 office objects; evaluation on the whole target domain",
+    class_names=OFFICE31_CLASSES,
+    download=_download("office31"))
+
+OFFICEHOME = Benchmark(
+    name="officehome", num_classes=65,
+    domains=_domains("officehome", "office-home", OFFICEHOME_CLASSES, (
+        ("Art", ("Ar",), "Art", "Art", 2427),
+        ("Clipart", ("Cl",), "Clipart", "Clipart", 4365),
+        ("Product", ("Pr",), "Product", "Product", 4439),
+        ("Real_World", ("Rw",), "Real_World", "Real_World", 4357))),
+    standard_tasks=tuple(f"{a}->{b}" for a in ("Ar", "Cl", "Pr", "Rw")
+                         for b in ("Ar", "Cl", "Pr", "Rw") if a != b),
+    description="Office-Home, 65 classes; evaluation on the whole target domain",
+    class_names=OFFICEHOME_CLASSES,
+    download=_download("officehome"))
+
+VISDA2017 = Benchmark(
+    name="visda2017", num_classes=12,
+    domains=_domains("visda2017", "visda-2017", VISDA_CLASSES, (
+        ("Synthetic", ("S", "train"), "train", "train", 152397),
+        ("Real", ("R", "validation"), "validation", "validation", 55388))),
+    standard_tasks=("S->R",),
+    description="VisDA-2017 Synthetic->Real, 12 classes; headline: mean per-class accuracy",
+    class_names=VISDA_CLASSES,
+    download=_download("visda2017"))

@@ -1,0 +1,141 @@
+"""Image-list benchmarks (Office-31 layout) on tiny generated data: lists, cache, pipeline,
+bad input, and `pnl-da run office31 A->W` end to end with a tiny timm model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pnl_da.cli import main
+from pnl_da.data.image_cache import decode, load_or_build
+from pnl_da.data.image_list import read_image_list
+from pnl_da.data.office import OFFICE31
+from pnl_da.errors import DataError
+from tests.fake_datasets import make_office31, write_jpeg
+
+TINY = ["backbone.name=test_resnet", "backbone.pretrained=false", "backbone.image_size=32",
+        "trainer.steps=4", "trainer.eval_every=2", "trainer.batch_size=4", "data.workers=0",
+        "trainer.progress=false", "trainer.device=cpu"]
+
+
+@pytest.fixture
+def office(tmp_path):
+    make_office31(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("method", ["pnl", "dann", "cdan"])
+def test_run_office31_a_to_w_end_to_end(office, tmp_path, capsys, method):
+    out = tmp_path / "run"
+    code = main(["run", "office31", "A->W", f"method={method}", "--data-root", str(office),
+                 "--out", str(out), *TINY])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    assert result["source"] == "amazon" and result["target"] == "webcam"
+    assert 0 <= result["metrics"]["accuracy"] <= 100
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4] and "data_wait_fraction" in records[0]
+
+
+def test_missing_office31_names_the_download_command(tmp_path, capsys):
+    code = main(["run", "office31", "A->W", "--data-root", str(tmp_path), "--out",
+                 str(tmp_path / "o"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 3 and "pnl-da download office31" in err and err.count("\n") == 1
+
+
+def test_missing_listed_file_lists_the_first_few_and_the_count(office):
+    base = office / "office31"
+    for i in range(4):
+        (base / f"amazon/images/bike/frame_{i:04d}.jpg").unlink()
+    with pytest.raises(DataError, match=r"4 of 12 images .* missing, e\.g\. .*bike/frame_0000"):
+        OFFICE31.domain("A").load(str(office), "all")
+
+
+def test_list_built_from_class_folders_when_missing(tmp_path):
+    make_office31(tmp_path, lists=False)
+    data = OFFICE31.domain("webcam").load(str(tmp_path), "all")
+    assert len(data) == 12 and sorted(set(data.images.labels)) == [0, 1, 2]
+
+
+def test_paths_with_spaces_and_label_range(tmp_path):
+    rng = np.random.default_rng(0)
+    write_jpeg(tmp_path / "my domain/cls a/img 1.jpg", rng, (40, 50))
+    (tmp_path / "list.txt").write_text("my domain/cls a/img 1.jpg 2\n")
+    parsed = read_image_list(tmp_path / "list.txt", num_classes=31)
+    assert parsed.paths == ["my domain/cls a/img 1.jpg"] and parsed.labels == [2]
+    (tmp_path / "bad.txt").write_text("a.jpg 31\n")
+    with pytest.raises(DataError, match="class index 31 is out of range 0..30"):
+        read_image_list(tmp_path / "bad.txt", num_classes=31)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P", "I;16"])
+def test_odd_image_modes_are_converted_not_crashed_on(tmp_path, mode):
+    from PIL import Image
+
+    path = tmp_path / f"img.{'png' if mode in ('RGBA', 'P', 'I;16') else 'jpg'}"
+    if mode == "I;16":
+        Image.fromarray((np.arange(40 * 30).reshape(30, 40) * 50).astype(np.uint16)).save(path)
+    else:
+        write_jpeg(path, np.random.default_rng(0), (30, 40), mode=mode)
+    out = decode(path, 16)
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+
+
+def test_truncated_jpeg_is_named_or_skipped_and_counted(office):
+    base = office / "office31"
+    bad = base / "amazon/images/bike/frame_0001.jpg"
+    bad.write_bytes(bad.read_bytes()[:300])
+    images = read_image_list(base / "image_list/amazon.txt", 31)
+    with pytest.raises(DataError, match="frame_0001.jpg"):
+        load_or_build(base, images, "amazon", 20, office / "cache", log=lambda m: None)
+    decoded = load_or_build(base, images, "amazon", 20, office / "cache2", skip_bad=True,
+                            log=lambda m: None)
+    assert len(decoded.labels) == 11 and decoded.skipped == ["amazon/images/bike/frame_0001.jpg"]
+
+
+def test_cache_gives_direct_decoding_pixels_and_is_rebuilt_when_the_list_changes(office):
+    base = office / "office31"
+    images = read_image_list(base / "image_list/amazon.txt", 31)
+    first = load_or_build(base, images, "amazon", 24, office / "cache", log=lambda m: None)
+    for i in (0, 5, 11):
+        assert np.array_equal(first.array[i], decode(base / images.paths[i], 24))
+    again = load_or_build(base, images, "amazon", 24, office / "cache", log=print)
+    assert again.path == first.path  # reused
+    (base / "image_list/amazon.txt").write_text(
+        "\n".join(f"{p} {y}" for p, y in zip(images.paths[:6], images.labels[:6])) + "\n")
+    changed = read_image_list(base / "image_list/amazon.txt", 31)
+    rebuilt = load_or_build(base, changed, "amazon", 24, office / "cache", log=lambda m: None)
+    assert rebuilt.path != first.path and len(rebuilt.labels) == 6
+
+
+def test_pretrained_weights_offline_without_a_file_is_a_clear_error(office, tmp_path, capsys):
+    args = [a for a in TINY if not a.startswith("backbone.pretrained")]
+    code = main(["run", "office31", "A->W", "backbone.pretrained=true", "--data-root",
+                 str(office), "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert code == 3 and "backbone.weights" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_pretrained_weights_from_a_local_file_are_loaded(tmp_path, suffix):
+    import timm
+    import torch
+
+    from pnl_da.models.factory import create_backbone
+
+    reference = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.fill_(0.125)
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".pth":
+        torch.save(reference.state_dict(), path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(reference.state_dict(), str(path))
+    net, width = create_backbone("test_resnet", 3, 32, pretrained=True, weights=str(path))
+    assert width == reference.num_features
+    assert all(torch.all(p == 0.125) for p in net.parameters())
