@@ -60,8 +60,11 @@ def cmd_run(args) -> int:
 
 def _print_result(result: dict, out: Path) -> None:
     m = result["metrics"]
-    print(f"{result['method']} {result['task']} seed {result['seed']}: target accuracy "
-          f"{m['accuracy']:.2f}% (mean class {m['mean_class_accuracy']:.2f}%, prediction: "
+    names = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
+    first = result.get("headline", "accuracy")
+    second = "mean_class_accuracy" if first == "accuracy" else "accuracy"
+    print(f"{result['method']} {result['task']} seed {result['seed']}: target {names[first]} "
+          f"{m[first]:.2f}% ({names[second]} {m[second]:.2f}%, prediction: "
           f"{result.get('prediction', 'mean')}) -> {out / 'result.json'}")
 
 

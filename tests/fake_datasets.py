@@ -37,3 +37,21 @@ def make_office31(root: Path, domains=("amazon", "webcam"), classes: int = 3,
             (base / "image_list").mkdir(parents=True, exist_ok=True)
             (base / "image_list" / f"{domain}.txt").write_text("\n".join(lines) + "\n")
     return base
+
+
+def make_visda(root: Path, classes: int = 12, per_class: int = 2, seed: int = 0) -> Path:
+    """``root/visda-2017``: PNG renderings (train) and JPEG crops (validation), tllib lists."""
+    from pnl_da.data.office import VISDA_CLASSES
+
+    rng = np.random.default_rng(seed)
+    base = root / "visda-2017"
+    (base / "image_list").mkdir(parents=True, exist_ok=True)
+    for split, suffix in (("train", ".png"), ("validation", ".jpg")):
+        lines = []
+        for label, name in enumerate(VISDA_CLASSES[:classes]):
+            for i in range(per_class):
+                rel = f"{split}/{name}/{i:05d}{suffix}"
+                write_jpeg(base / rel, rng, (int(rng.integers(60, 90)), int(rng.integers(60, 90))))
+                lines.append(f"{rel} {label}")
+        (base / "image_list" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return base

@@ -139,3 +139,36 @@ def test_pretrained_weights_from_a_local_file_are_loaded(tmp_path, suffix):
     net, width = create_backbone("test_resnet", 3, 32, pretrained=True, weights=str(path))
     assert width == reference.num_features
     assert all(torch.all(p == 0.125) for p in net.parameters())
+
+
+def test_mean_class_accuracy_matches_a_hand_computed_confusion_matrix():
+    import torch
+
+    from pnl_da.engine.evaluate import per_class_accuracy, per_class_table, scores
+
+    # rows: true class; 3 classes with 10, 5 and 0 images (the third is absent)
+    confusion = torch.tensor([[8, 2, 0], [1, 3, 1], [0, 0, 0]])
+    assert per_class_accuracy(confusion) == [80.0, 60.0, None]
+    s = scores(confusion)
+    assert s["accuracy"] == pytest.approx(11 / 15 * 100)
+    assert s["mean_class_accuracy"] == pytest.approx((80 + 60) / 2)
+    table = per_class_table(confusion, ["car", "bus", "train"]).splitlines()
+    assert table[1:] == ["car,10,80.000", "bus,5,60.000", "train,0,", "mean,15,70.000"]
+
+
+def test_visda_run_reports_mean_class_accuracy_and_writes_the_per_class_table(tmp_path,
+                                                                              capsys):
+    from tests.fake_datasets import make_visda
+
+    make_visda(tmp_path)
+    out = tmp_path / "run"
+    code = main(["run", "visda2017", "S->R", "method=dann", "--data-root", str(tmp_path),
+                 "--out", str(out), *TINY])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads((out / "result.json").read_text())
+    assert result["headline"] == "mean_class_accuracy" and "mean class accuracy" in captured.out
+    rows = (out / "per_class.csv").read_text().splitlines()
+    assert rows[1].startswith("aeroplane,2,") and rows[-1].startswith("mean,24,")
+    assert float(rows[-1].split(",")[2]) == pytest.approx(
+        result["metrics"]["mean_class_accuracy"], abs=1e-3)

@@ -27,6 +27,25 @@ def scores(confusion: torch.Tensor) -> dict[str, float]:
             "mean_class_accuracy": float(per_class.mean() * 100) if present.any() else 0.0}
 
 
+def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
+    """Accuracy (percent) of each true class; None for a class absent from the split."""
+    counts = confusion.sum(dim=1).double()
+    return [float(confusion[c, c] / counts[c] * 100) if counts[c] > 0 else None
+            for c in range(confusion.shape[0])]
+
+
+def per_class_table(confusion: torch.Tensor, class_names) -> str:
+    """CSV of the per-class accuracies, the mean over present classes last."""
+    accuracies = per_class_accuracy(confusion)
+    names = list(class_names) or [str(c) for c in range(len(accuracies))]
+    lines = ["class,images,accuracy"]
+    for name, count, acc in zip(names, confusion.sum(dim=1).tolist(), accuracies):
+        lines.append(f"{name},{count},{'' if acc is None else f'{acc:.3f}'}")
+    present = [a for a in accuracies if a is not None]
+    lines.append(f"mean,{int(confusion.sum())},{sum(present) / max(1, len(present)):.3f}")
+    return "\n".join(lines) + "\n"
+
+
 def batches_for(cfg, data, device: torch.device):
     """The evaluation batches of a domain split, in order, without augmentation."""
     batch_size = cfg.trainer.eval_batch_size

@@ -18,11 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from pnl_da.config import to_yaml
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
+from pnl_da.engine.evaluate import per_class_table
 from pnl_da.engine.trainer import METRICS, RunData, Trainer
 from pnl_da.errors import DataError, UsageError
 from pnl_da.models.factory import check_weights_available
 
 RESULT = "result.json"
+# The metric a benchmark reports first; VisDA's convention is the mean of per-class accuracies.
+HEADLINE = {"visda2017": "mean_class_accuracy"}
 CONFIG = "config.yaml"
 # Keys that do not change what a run computes: a finished run is reused across them.
 IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "data.root")
@@ -179,6 +182,7 @@ def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict) ->
         "method": cfg.method.name, "seed": int(cfg.seed), "steps": int(cfg.trainer.steps),
         "metrics": {"accuracy": round(chosen["accuracy"], 3),
                     "mean_class_accuracy": round(chosen["mean_class_accuracy"], 3)},
+        "headline": HEADLINE.get(cfg.benchmark.name, "accuracy"),
         "prediction": cfg.method.predict,
         "heads": {h: {k: round(v, 3) for k, v in s.items()} for h, s in heads.items()},
         "wall_time_s": round(wall_time, 2),
@@ -209,6 +213,10 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
     if resumed:
         log(f"resuming {out_dir} from step {trainer.step}")
     summary = trainer.fit()
-    result = summarize(cfg, summary["evaluation"], time.perf_counter() - started, summary)
+    evaluation = summary["evaluation"]
+    confusion = evaluation["confusion"].get(cfg.method.predict, evaluation["confusion"]["mean"])
+    write_text(out_dir / "per_class.csv",
+               per_class_table(confusion, get_benchmark(cfg.benchmark.name).class_names))
+    result = summarize(cfg, evaluation, time.perf_counter() - started, summary)
     write_json(out_dir / RESULT, result)
     return result
