@@ -3,7 +3,9 @@
 #   1. the GPU-only tests (bf16 autocast, channels_last, CUDA resume, randomized map on CUDA);
 #   2. training throughput of every method against the plain DANN loop, on the GPU;
 #   3. the PNL ablation on digits uci->mnist-sample, 3 seeds, 8 runs at a time;
-#   4. `pnl-da compare` of source_only, dann, cdan and pnl (the ablation's best variant), 3 seeds.
+#   4. `pnl-da compare` of source_only, dann, cdan and pnl (the ablation's best variant), 3 seeds;
+#   5. Office-31-format ResNet-50 at 224, 32+32 images per step (source_only, dann, pnl): steps/s,
+#      images/s, peak memory, data-wait fraction, projected 20,000-step run.
 # Results land in $OUT (or benchmarks/results/gpu) and a short table is printed last.
 # The machine's python lacks hydra-core/omegaconf: wheels copied into .whl/ are installed first
 # (see ../shared/wheels-gpu/README.md).
@@ -18,7 +20,7 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
 TASK='uci->mnist-sample'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
-STAGES=${STAGES:-tests throughput ablation compare}
+STAGES=${STAGES:-tests throughput ablation compare office}
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
 stage tests && echo "== 1. GPU tests" && \
@@ -33,6 +35,12 @@ echo "== 3. ablation"
 python3 benchmarks/pnl_ablation.py --seeds 0,1,2 --jobs 8 --runs /tmp/ablation \
   --out "$OUT/pnl_ablation.md" --json "$OUT/pnl_ablation.json" > "$OUT/ablation_log.txt" 2>&1
 tail -25 "$OUT/pnl_ablation.md"
+fi
+
+if stage office; then
+  echo "== 5. office31 resnet50 throughput"
+  python3 benchmarks/office_throughput.py --backbone resnet50 --steps 200 --workers 12 \
+    --out "$OUT/office_throughput_gpu.md" 2>&1 | tail -8
 fi
 
 stage compare || exit 0
