@@ -83,6 +83,7 @@ class TrainerConfig:
     channels_last: str = "auto"  # auto (on GPU) | true | false
     progress: bool = True
     deterministic: bool = False  # torch.use_deterministic_algorithms on GPU
+    compile: bool = False  # torch.compile the backbone (pays off on long GPU runs)
 
 
 @dataclass

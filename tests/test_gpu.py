@@ -41,3 +41,12 @@ def test_gpu_host_memory_stream_copies_batches_to_the_device():
     batch = trainer.next_batch()
     assert batch.labels.is_cuda and batch.source["none"].is_cuda
     trainer.fit()
+
+
+def test_gpu_compiled_backbone_trains_and_checkpoints_like_eager(tmp_path):
+    cfg = make_cfg("method=dann", "trainer.device=cuda", "trainer.compile=true", steps=20,
+                   eval_every=20)
+    trainer = Trainer(cfg, load_run_data(cfg), tmp_path)
+    trainer.fit()
+    keys = set(trainer.method.state_dict())
+    assert not any("_orig_mod" in k for k in keys)  # checkpoints load into an eager model

@@ -98,6 +98,8 @@ class Trainer:
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
             model.channels_last = True
+        if tcfg.compile:
+            model.backbone.compile()  # in place: state_dict keys (checkpoints) stay the same
         self.method.generator = torch.Generator(device=self.device).manual_seed(seed + 101)
 
         groups = model.param_groups(cfg.backbone.lr_mult) + self.method.extra_param_groups()
