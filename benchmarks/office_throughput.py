@@ -35,7 +35,7 @@ def measure(method: str, root: Path, args) -> dict:
     cfg = compose([
         "benchmark=office31", "benchmark.source=amazon", "benchmark.target=webcam",
         f"method={method}", f"backbone.name={args.backbone}", "backbone.pretrained=false",
-        f"backbone.image_size={args.image_size}", f"trainer.batch_size={args.batch}",
+        f"data.image_size={args.image_size}", f"trainer.batch_size={args.batch}",
         f"trainer.steps={FULL_RUN_STEPS}", "trainer.progress=false",
         f"data.workers={args.workers}", f"data.root={root}", f"trainer.device={args.device}",
     ])

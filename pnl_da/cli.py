@@ -194,7 +194,7 @@ def cmd_list(args) -> int:
         print("backbones:")
         for name in available("backbone"):
             print(f"  {name}")
-        print("  any timm model name, e.g. backbone.name=resnet50 (needs backbone.image_size)")
+        print("  any timm model name, e.g. backbone.name=resnet50 (input size: data.image_size)")
     return 0
 
 

@@ -37,8 +37,7 @@ class BackboneConfig:
     name: str = MISSING
     pretrained: bool = False
     weights: str | None = None
-    image_size: int = 28  # every domain is delivered at this size ...
-    channels: int = 1  # ... and channel count
+    channels: int = 1  # every domain is delivered with this channel count
     bottleneck_dim: int = 0  # 0: no bottleneck (heads sit on the backbone features)
     lr_mult: float = 1.0  # learning-rate multiplier of the backbone (0.1 when fine-tuning)
 
@@ -58,6 +57,9 @@ class AugmentConfig:
 @dataclass
 class DataConfig:
     root: str = "data"
+    # Training crop and network input (images are cached at 256/224 of it); the backbone's
+    # config sets it (LeNet 28, DTN 32, ResNet 224), and a timm model takes any size.
+    image_size: int = 224
     on_device: bool = True  # hold in-memory domains (digits) as tensors on the training device
     cache_dir: str = ""  # decoded-image cache; empty: <benchmark folder>/.pnl-da-cache
     workers: int = 4  # DataLoader workers for image-list benchmarks

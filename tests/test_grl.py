@@ -35,6 +35,6 @@ def test_trainer_progress_drives_the_grl_for_any_run_length():
     # the coefficient depends on step / total steps, not on a fixed 1000-step horizon
     for steps in (100, 5000):
         cfg = make_cfg("method=dann", steps=steps)
-        method = create_method(cfg.method, create_classifier(cfg.backbone, 10, 1), 10)
+        method = create_method(cfg.method, create_classifier(cfg.backbone, 10, 1, 28), 10)
         method.set_progress(50 / steps)
         assert method.alignment.grl.coeff == pytest.approx(warm_start_coeff(50 / steps))

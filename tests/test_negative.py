@@ -110,7 +110,7 @@ def test_negative_learning_loss_matches_hand_computation():
 def _pnl(*overrides):
     cfg = make_cfg("method=pnl", "method.align=none", "method.ramp=0", *overrides)
     torch.manual_seed(0)
-    method = create_method(cfg.method, create_classifier(cfg.backbone, 10, 2), 10)
+    method = create_method(cfg.method, create_classifier(cfg.backbone, 10, 2, 28), 10)
     method.generator = torch.Generator().manual_seed(0)
     method.set_progress(0.5)
     return method

@@ -13,7 +13,7 @@ from pnl_da.data.office import OFFICE31
 from pnl_da.errors import DataError
 from tests.fake_datasets import make_office31, write_jpeg
 
-TINY = ["backbone.name=test_resnet", "backbone.pretrained=false", "backbone.image_size=32",
+TINY = ["backbone.name=test_resnet", "backbone.pretrained=false", "data.image_size=32",
         "trainer.steps=4", "trainer.eval_every=2", "trainer.batch_size=4", "data.workers=0",
         "trainer.progress=false", "trainer.device=cpu"]
 

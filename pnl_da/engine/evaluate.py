@@ -55,7 +55,7 @@ def batches_for(cfg, data, device: torch.device):
     from pnl_da.data.loader_stream import eval_loader
     from pnl_da.data.transforms import build_views
 
-    views = build_views(cfg.backbone.image_size, cfg.benchmark.normalize_mean,
+    views = build_views(cfg.data.image_size, cfg.benchmark.normalize_mean,
                         cfg.benchmark.normalize_std)
     return eval_loader(data.decoded, views["eval"], min(batch_size, 256), cfg.data.workers,
                        device)

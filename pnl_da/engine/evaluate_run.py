@@ -36,7 +36,8 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     data = prepare_domain(cfg, target.load(root, split or cfg.benchmark.target_eval_split))
 
     device = resolve_device("auto")
-    model = create_classifier(cfg.backbone, int(cfg.benchmark.num_classes), int(cfg.method.heads))
+    model = create_classifier(cfg.backbone, int(cfg.benchmark.num_classes), int(cfg.method.heads),
+                              int(cfg.data.image_size))
     state = load_checkpoint(run_dir / CHECKPOINT)["method"]
     model.load_state_dict({k[len("model."):]: v for k, v in state.items()
                            if k.startswith("model.")})

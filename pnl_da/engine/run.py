@@ -131,7 +131,7 @@ def prepare_domain(cfg: DictConfig, data):
     from pnl_da.data.base import DomainData, format_images
     from pnl_da.data.image_cache import CachedDomain, load_or_build
 
-    size, channels = cfg.backbone.image_size, cfg.backbone.channels
+    size, channels = cfg.data.image_size, cfg.backbone.channels
     if isinstance(data, DomainData):
         data.images = format_images(data.images, size, channels)
         return data

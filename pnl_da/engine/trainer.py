@@ -93,7 +93,8 @@ class Trainer:
         seed_everything(seed)
         num_classes = int(cfg.benchmark.num_classes)
         self.num_classes = num_classes
-        model = create_classifier(cfg.backbone, num_classes, int(cfg.method.heads))
+        model = create_classifier(cfg.backbone, num_classes, int(cfg.method.heads),
+                                  int(cfg.data.image_size))
         self.method = create_method(cfg.method, model, num_classes).to(self.device)
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
@@ -127,7 +128,7 @@ class Trainer:
         from pnl_da.data.loader_stream import LoaderStream
         from pnl_da.data.transforms import build_views
 
-        transforms = build_views(cfg.backbone.image_size, cfg.benchmark.normalize_mean,
+        transforms = build_views(cfg.data.image_size, cfg.benchmark.normalize_mean,
                                  cfg.benchmark.normalize_std, cfg.benchmark.train_crop)
         return LoaderStream(data.decoded, cfg.trainer.batch_size, seed, self.device,
                             transforms, views, cfg.data.workers)

@@ -22,7 +22,7 @@ def create_backbone(name: str, channels: int, image_size: int, pretrained: bool 
         if image_size != net.input_size:
             raise UsageError(
                 f"backbone '{name}' takes {net.input_size}x{net.input_size} images, "
-                f"not {image_size}; set backbone.image_size={net.input_size}"
+                f"not {image_size}; set data.image_size={net.input_size}"
             )
         if pretrained or weights:
             raise UsageError(f"backbone '{name}' has no pretrained weights; set "
@@ -86,9 +86,10 @@ def _create_timm(name: str, channels: int, pretrained: bool,
     return net, int(net.num_features)
 
 
-def create_classifier(backbone_cfg, num_classes: int, heads: int) -> Classifier:
+def create_classifier(backbone_cfg, num_classes: int, heads: int,
+                      image_size: int) -> Classifier:
     backbone, width = create_backbone(backbone_cfg.name, backbone_cfg.channels,
-                                      backbone_cfg.image_size, backbone_cfg.pretrained,
+                                      image_size, backbone_cfg.pretrained,
                                       backbone_cfg.weights)
     return Classifier(backbone, width, num_classes, heads=heads,
                       bottleneck_dim=backbone_cfg.bottleneck_dim)
