@@ -78,10 +78,11 @@ def check_batch(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> 
 def time_pnl(decoded, views: tuple[str, ...], args, seed: int) -> float:
     """Images/s of pnl-da's LoaderStream (the trainer's image-list stream) on the warm cache."""
     from pnl_da.data.loader_stream import LoaderStream
+    from pnl_da.data.streams import Normalizer
     from pnl_da.data.transforms import build_views
 
     stream = LoaderStream(decoded, args.batch_size, seed, torch.device("cpu"),
-                          build_views(CROP, MEAN, STD), views, args.workers)
+                          build_views(CROP), views, args.workers, Normalizer(MEAN, STD))
     try:
         for _ in range(args.warmup):
             stream.next(views)

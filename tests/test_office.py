@@ -172,3 +172,33 @@ def test_visda_run_reports_mean_class_accuracy_and_writes_the_per_class_table(tm
     assert rows[1].startswith("aeroplane,2,") and rows[-1].startswith("mean,24,")
     assert float(rows[-1].split(",")[2]) == pytest.approx(
         result["metrics"]["mean_class_accuracy"], abs=1e-3)
+
+
+def test_loader_batches_do_not_depend_on_workers_and_resume_exactly(office):
+    import torch
+
+    from pnl_da.data.loader_stream import LoaderStream
+    from pnl_da.data.streams import Normalizer
+    from pnl_da.data.transforms import build_views
+
+    base = office / "office31"
+    images = read_image_list(base / "image_list/amazon.txt", 31)
+    decoded = load_or_build(base, images, "amazon", 37, office / "cache", log=lambda m: None)
+    views = ("weak", "strong")
+
+    def stream(workers):
+        return LoaderStream(decoded, 4, 7, torch.device("cpu"), build_views(32), views,
+                            workers, Normalizer([0.5] * 3, [0.25] * 3))
+
+    def take(s, n):
+        return [s.next(views) for _ in range(n)]
+
+    serial, parallel = take(stream(0), 7), take(stream(2), 7)  # 7 batches: passes 0, 1, 2
+    for (a, ya), (b, yb) in zip(serial, parallel):
+        assert torch.equal(ya, yb) and all(torch.equal(a[v], b[v]) for v in views)
+    assert serial[0][0]["weak"].shape == (4, 3, 32, 32)
+    assert not torch.equal(serial[0][0]["weak"], serial[0][0]["strong"])
+    resumed = stream(0)
+    resumed.load_state_dict({"consumed": 4 * 5})
+    for (a, ya), (b, yb) in zip(serial[5:], take(resumed, 2)):
+        assert torch.equal(ya, yb) and all(torch.equal(a[v], b[v]) for v in views)

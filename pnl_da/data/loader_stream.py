@@ -1,8 +1,8 @@
 """Endless batches of decoded images through DataLoader workers (image-list benchmarks).
 
 Workers read the decoded uint8 cache and run albumentations; batches arrive in pinned memory
-and are copied to the device without blocking. Every sample's augmentation is seeded by
-(run seed, pass, index), so a resumed run sees exactly the batches an uninterrupted one would,
+and are copied to the device without blocking. Each batch's augmentation is seeded by
+(run seed, pass, position), so a resumed run sees exactly the batches an uninterrupted one would,
 whatever the number of workers.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from pnl_da.engine.seeding import seed_worker
 
@@ -37,6 +37,9 @@ class EndlessSampler(Sampler):
 
 
 class DecodedDataset(Dataset):
+    """Whole batches from the decoded cache: ``dataset[codes]`` augments every image of one
+    batch into preallocated uint8 arrays, one per view (no per-sample collation)."""
+
     def __init__(self, array: np.ndarray, labels: list[int], transforms: dict, views: tuple,
                  seed: int):
         self.array, self.labels = array, labels
@@ -45,23 +48,33 @@ class DecodedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, code: int):
-        epoch, index = divmod(int(code), len(self.labels))
-        image = np.asarray(self.array[index])
+    def __getitem__(self, codes):
+        codes = [int(c) for c in codes]
+        size = len(self.labels)
+        height, width = self.array.shape[1:3]
         out = {}
         for k, view in enumerate(self.views):
             transform = self.transforms[view]
-            transform.set_random_seed(hash((self.seed, epoch, index, k)) & 0x7FFFFFFF)
-            out[view] = transform(image=image)["image"]
-        return out, self.labels[index]
+            # one seed per batch and view: the batch is fixed by (seed, pass, position)
+            transform.set_random_seed(hash((self.seed, codes[0], len(codes), k)) & 0x7FFFFFFF)
+            first = transform(image=np.asarray(self.array[codes[0] % size]))["image"]
+            batch = np.empty((len(codes), *first.shape), dtype=np.uint8)
+            batch[0] = first
+            for j, code in enumerate(codes[1:], 1):
+                batch[j] = transform(image=np.asarray(self.array[code % size]))["image"]
+            # NHWC memory seen as NCHW: channels_last layout, no copy
+            out[view] = torch.from_numpy(batch).permute(0, 3, 1, 2)
+        labels = torch.tensor([self.labels[c % size] for c in codes], dtype=torch.long)
+        return out, labels
 
 
 class LoaderStream:
     """Same interface as DomainStream: ``next(views) -> (dict of views, labels)``."""
 
     def __init__(self, decoded, batch_size: int, seed: int, device: torch.device,
-                 transforms: dict, views: tuple, workers: int):
+                 transforms: dict, views: tuple, workers: int, normalize):
         self.decoded, self.batch_size, self.seed = decoded, batch_size, seed
+        self.normalize = normalize  # applied on the device to the uint8 batches
         self.device, self.transforms, self.views, self.workers = device, transforms, views, workers
         self.consumed = 0  # samples handed to the trainer: the whole resume state
         self.iterator = None
@@ -70,7 +83,8 @@ class LoaderStream:
         dataset = DecodedDataset(self.decoded.array, self.decoded.labels, self.transforms,
                                  self.views, self.seed)
         sampler = EndlessSampler(len(dataset), self.batch_size, self.seed, self.consumed)
-        loader = DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+        batches = BatchSampler(sampler, self.batch_size, drop_last=True)
+        loader = DataLoader(dataset, batch_size=None, sampler=batches,
                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
                             persistent_workers=self.workers > 0, worker_init_fn=seed_worker,
                             prefetch_factor=4 if self.workers > 0 else None)
@@ -81,7 +95,8 @@ class LoaderStream:
             self._start()
         batch, labels = next(self.iterator)
         self.consumed += len(labels)
-        out = {v: batch[v].to(self.device, non_blocking=True) for v in views}
+        out = {v: self.normalize.from_uint8(batch[v].to(self.device, non_blocking=True))
+               for v in views}
         return out, labels.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict:
@@ -91,10 +106,12 @@ class LoaderStream:
         self.consumed, self.iterator = state["consumed"], None
 
 
-def eval_loader(decoded, transform, batch_size: int, workers: int, device) -> Iterator:
+def eval_loader(decoded, transform, batch_size: int, workers: int, device,
+                normalize) -> Iterator:
     dataset = DecodedDataset(decoded.array, decoded.labels, {"eval": transform}, ("eval",), 0)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+    batches = BatchSampler(range(len(dataset)), batch_size, drop_last=False)
+    loader = DataLoader(dataset, batch_size=None, sampler=batches, num_workers=workers,
                         pin_memory=device.type == "cuda")
     for batch, labels in loader:
-        yield (batch["eval"].to(device, non_blocking=True),
-               labels.to(device, non_blocking=True))
+        images = normalize.from_uint8(batch["eval"].to(device, non_blocking=True))
+        yield images, labels.to(device, non_blocking=True)

@@ -73,6 +73,12 @@ class Normalizer:
             self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
         return (x - self.mean) / self.std
 
+    def from_uint8(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> normalised float, in two passes over the batch."""
+        if self.mean.device != x.device:
+            self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
+        return x.float().sub_(self.mean * 255).div_(self.std * 255)
+
 
 class DomainStream:
     """One domain in memory, served as endless batches of the requested views.

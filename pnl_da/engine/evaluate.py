@@ -49,16 +49,15 @@ def per_class_table(confusion: torch.Tensor, class_names) -> str:
 def batches_for(cfg, data, device: torch.device):
     """The evaluation batches of a domain split, in order, without augmentation."""
     batch_size = cfg.trainer.eval_batch_size
+    normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
     if isinstance(data, DomainData):
-        normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
         return eval_batches(data, batch_size, device, normalize)
     from pnl_da.data.loader_stream import eval_loader
     from pnl_da.data.transforms import build_views
 
-    views = build_views(cfg.data.image_size, cfg.benchmark.normalize_mean,
-                        cfg.benchmark.normalize_std)
+    views = build_views(cfg.data.image_size)
     return eval_loader(data.decoded, views["eval"], min(batch_size, 256), cfg.data.workers,
-                       device)
+                       device, normalize)
 
 
 @torch.no_grad()

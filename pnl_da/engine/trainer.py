@@ -128,10 +128,9 @@ class Trainer:
         from pnl_da.data.loader_stream import LoaderStream
         from pnl_da.data.transforms import build_views
 
-        transforms = build_views(cfg.data.image_size, cfg.benchmark.normalize_mean,
-                                 cfg.benchmark.normalize_std, cfg.benchmark.train_crop)
+        transforms = build_views(cfg.data.image_size, cfg.benchmark.train_crop)
         return LoaderStream(data.decoded, cfg.trainer.batch_size, seed, self.device,
-                            transforms, views, cfg.data.workers)
+                            transforms, views, cfg.data.workers, self.normalize)
 
     def autocast(self):
         return autocast(self.device, self.bf16)
