@@ -202,3 +202,13 @@ def test_loader_batches_do_not_depend_on_workers_and_resume_exactly(office):
     resumed.load_state_dict({"consumed": 4 * 5})
     for (a, ya), (b, yb) in zip(serial[5:], take(resumed, 2)):
         assert torch.equal(ya, yb) and all(torch.equal(a[v], b[v]) for v in views)
+
+
+def test_two_domains_with_different_class_counts_are_refused(tmp_path, capsys):
+    make_office31(tmp_path, domains=("amazon",), classes=3)
+    make_office31(tmp_path, domains=("webcam",), classes=2, seed=1)
+    code = main(["run", "office31", "A->W", "--data-root", str(tmp_path), "--out",
+                 str(tmp_path / "o"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 3 and "3 classes" in err and "2" in err and err.count("\n") == 1
+    assert not (tmp_path / "o" / "config.yaml").exists()

@@ -109,20 +109,18 @@ def load_run_data(cfg: DictConfig) -> RunData:
     check_data_root(cfg.data.root)
     bench = get_benchmark(cfg.benchmark.name)
     source, target = bench.domain(cfg.benchmark.source), bench.domain(cfg.benchmark.target)
-    def load(domain, split):
-        return prepare_domain(cfg, domain.load(cfg.data.root, split))
-
     # Source: its training split; evaluation on the target's test split, or the whole target
-    # domain where it has none (bundled digits, Office-31).
-    data = RunData(source=load(source, "train"),
-                   target_train=load(target, cfg.benchmark.target_train_split),
-                   target_eval=load(target, cfg.benchmark.target_eval_split))
-    classes = [len(set(d.labels.tolist())) for d in (data.source, data.target_eval)]
-    if len(data.source) > 10 * bench.num_classes and classes[0] != classes[1]:
+    # domain where it has none (bundled digits, Office-31). Everything is found and checked
+    # before anything is decoded.
+    raw = [source.load(cfg.data.root, "train"),
+           target.load(cfg.data.root, cfg.benchmark.target_train_split),
+           target.load(cfg.data.root, cfg.benchmark.target_eval_split)]
+    classes = [len(set(d.labels.tolist())) for d in (raw[0], raw[2])]
+    if classes[0] != classes[1]:
         raise DataError(f"source {source.name} has {classes[0]} classes but target "
                         f"{target.name} has {classes[1]}; both lists must use the same "
                         f"{bench.num_classes} class indices")
-    return data
+    return RunData(*(prepare_domain(cfg, d) for d in raw))
 
 
 def prepare_domain(cfg: DictConfig, data):
