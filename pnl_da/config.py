@@ -64,6 +64,8 @@ class DataConfig:
     cache_dir: str = ""  # decoded-image cache; empty: <benchmark folder>/.pnl-da-cache
     workers: int = 4  # DataLoader workers for image-list benchmarks
     skip_bad_images: bool = False  # skip (and count) unreadable images instead of failing
+    # On-device views of in-memory domains (digits); image-list benchmarks use the
+    # albumentations views of pnl_da/data/transforms.py instead.
     weak: AugmentConfig = field(default_factory=AugmentConfig)
     strong: AugmentConfig = field(default_factory=AugmentConfig)
 
