@@ -8,7 +8,7 @@ import pytest
 
 from pnl_da.cli import main
 from pnl_da.data.image_cache import decode, load_or_build
-from pnl_da.data.image_list import read_image_list
+from pnl_da.data.image_list import check_files, read_image_list
 from pnl_da.data.office import OFFICE31
 from pnl_da.errors import DataError
 from tests.fake_datasets import make_office31, write_jpeg
@@ -65,6 +65,9 @@ def test_paths_with_spaces_and_label_range(tmp_path):
     (tmp_path / "list.txt").write_text("my domain/cls a/img 1.jpg 2\n")
     parsed = read_image_list(tmp_path / "list.txt", num_classes=31)
     assert parsed.paths == ["my domain/cls a/img 1.jpg"] and parsed.labels == [2]
+    check_files(tmp_path, parsed)  # the file is found, spaces and all
+    decoded = load_or_build(tmp_path, parsed, "spaced", 16, tmp_path / "c", log=lambda m: None)
+    assert decoded.array.shape == (1, 16, 16, 3) and decoded.labels == [2]
     (tmp_path / "bad.txt").write_text("a.jpg 31\n")
     with pytest.raises(DataError, match="class index 31 is out of range 0..30"):
         read_image_list(tmp_path / "bad.txt", num_classes=31)
