@@ -43,7 +43,7 @@ def check_weights_available(backbone_cfg) -> None:
     if backbone_cfg.name in DIGITS_BACKBONES or not backbone_cfg.pretrained:
         return
     if backbone_cfg.weights:
-        if not Path(backbone_cfg.weights).is_file():
+        if not Path(backbone_cfg.weights).expanduser().is_file():
             raise DataError(f"backbone weights file not found: {backbone_cfg.weights}; set "
                             "backbone.weights to an existing .safetensors or .pth file")
         return
@@ -67,7 +67,7 @@ def _create_timm(name: str, channels: int, pretrained: bool,
         raise UsageError(f"unknown backbone '{name}'; use lenet, dtn or a timm model name "
                          "(see `pnl-da list backbones`)")
     if weights:
-        path = Path(weights)
+        path = Path(weights).expanduser()
         if not path.is_file():
             raise DataError(f"backbone weights file not found: {path}; "
                             "set backbone.weights to an existing .safetensors or .pth file")
