@@ -23,6 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import emit  # noqa: E402
+
 from pnl_da.config import compose  # noqa: E402
 from pnl_da.engine.run import load_run_data  # noqa: E402
 from pnl_da.engine.trainer import Trainer  # noqa: E402
@@ -98,11 +100,7 @@ def main() -> int:
     for r in rows:
         lines.append(f"| {r['method']} | {r['steps_per_s']:.2f} | {r['images_per_s']:.0f} | "
                      f"{r['peak_gib']:.1f} | {r['data_wait']:.1%} | {r['full_run_min']:.1f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit("\n".join(lines) + "\n", args.out)
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import shlex
 import statistics
 import sys
@@ -36,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import emit, machine
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet, as configs/benchmark/office31.yaml
 STD = (0.229, 0.224, 0.225)
@@ -164,20 +164,6 @@ def run_rounds(args, folder: Path, decoded) -> dict[str, list[float]]:
     return rates
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next(line.split(":", 1)[1].strip() for line in handle
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    cores = f"{os.cpu_count()} cores" + (f" ({usable} usable)" if usable != os.cpu_count()
-                                         else "")
-    return f"{model}, {cores}, torch {torch.__version__}"
-
-
 def versions() -> str:
     import albumentations
     import PIL
@@ -268,11 +254,7 @@ def main() -> int:
         images = len(decoded.labels)
         del decoded  # close the memory map before the folder goes
 
-    text = report(args, rates, images, build_s)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(report(args, rates, images, build_s), args.out)
     return 0
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import emit, machine
 
 from pnl_da.config import compose
 from pnl_da.engine.run import load_run_data
@@ -99,20 +98,6 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def machine() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next(line.split(":", 1)[1].strip() for line in handle
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150)
@@ -152,13 +137,9 @@ def main() -> int:
         f"pnl-da PNL (generator_view=weak) / pnl-da DANN: "
         f"{med['pnl_weak_view'] / med['dann']:.2f}",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
+    emit("\n".join(lines) + "\n", args.out)
     print(json.dumps({k: [round(x * 1000, 2) for x in v] for k, v in runs.items()}),
           file=sys.stderr)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
     return 0
 
 
