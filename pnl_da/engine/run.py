@@ -112,15 +112,22 @@ def load_run_data(cfg: DictConfig) -> RunData:
     # Source: its training split; evaluation on the target's test split, or the whole target
     # domain where it has none (bundled digits, Office-31). Everything is found and checked
     # before anything is decoded.
-    raw = [source.load(cfg.data.root, "train"),
-           target.load(cfg.data.root, cfg.benchmark.target_train_split),
-           target.load(cfg.data.root, cfg.benchmark.target_eval_split)]
-    classes = [len(set(d.labels.tolist())) for d in (raw[0], raw[2])]
+    wanted = [(source, "train"), (target, cfg.benchmark.target_train_split),
+              (target, cfg.benchmark.target_eval_split)]
+    # Where the target trains and is evaluated on the same split (uci, mnist-sample, Office),
+    # it is read, checked and prepared once and serves both.
+    keys = [(d.name, d.resolve_split(s)) for d, s in wanted]
+    raw: dict[tuple[str, str], object] = {}
+    for (domain, split), key in zip(wanted, keys):
+        if key not in raw:
+            raw[key] = domain.load(cfg.data.root, split)
+    classes = [len(set(raw[k].labels.tolist())) for k in (keys[0], keys[2])]
     if classes[0] != classes[1]:
         raise DataError(f"source {source.name} has {classes[0]} classes but target "
                         f"{target.name} has {classes[1]}; both lists must use the same "
                         f"{bench.num_classes} class indices")
-    return RunData(*(prepare_domain(cfg, d) for d in raw))
+    prepared = {k: prepare_domain(cfg, d) for k, d in raw.items()}
+    return RunData(*(prepared[k] for k in keys))
 
 
 def prepare_domain(cfg: DictConfig, data):
