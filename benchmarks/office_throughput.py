@@ -33,33 +33,73 @@ from tests.fake_datasets import make_office31  # noqa: E402
 FULL_RUN_STEPS = 20_000  # tllib's 20 x 1000 iterations
 
 
-def measure(method: str, root: Path, args) -> dict:
+def measure(variant: str, root: Path, args) -> dict:
+    """One row; VARIANT is a method name, optionally with '+compile' (torch.compile the
+    backbone), '+nobench' (cuDNN autotuning off), '+nchw' (no channels_last), '+wN' (N loader
+    workers) or '+fixed' (one batch reused every step: the model's own ceiling, with no input
+    pipeline at all); '+prof' also prints the top operators of 10 profiled steps."""
+    method, *flags = variant.split("+")
+    extra = {"compile": ["trainer.compile=true"],
+             "nobench": ["trainer.cudnn_benchmark=false"], "fixed": [], "prof": [],
+             "nchw": ["trainer.channels_last=false"]}
+    extra.update({f: [f"data.workers={f[1:]}"] for f in flags
+                  if f.startswith("w") and f[1:].isdigit()})
+    unknown = [f for f in flags if f not in extra]
+    if unknown:
+        raise SystemExit(f"unknown variant flag(s) {unknown} in '{variant}'; use {list(extra)}")
     cfg = compose([
         "benchmark=office31", "benchmark.source=amazon", "benchmark.target=webcam",
         f"method={method}", f"backbone.name={args.backbone}", "backbone.pretrained=false",
         f"data.image_size={args.image_size}", f"trainer.batch_size={args.batch}",
         f"trainer.steps={FULL_RUN_STEPS}", "trainer.progress=false",
         f"data.workers={args.workers}", f"data.root={root}", f"trainer.device={args.device}",
+        *[o for f in flags for o in extra[f]],
     ])
     trainer = Trainer(cfg, load_run_data(cfg))
+    if "fixed" in flags:
+        batch = trainer.next_batch()
+        trainer.next_batch = lambda: batch
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for step in range(args.warmup):  # worker start-up, cudnn autotuning
+    warm_start = time.perf_counter()
+    for step in range(args.warmup):  # worker start-up, cudnn autotuning, compilation
         trainer.train_step(step)
     sync(trainer.device)
+    warmup_s = time.perf_counter() - warm_start
     trainer.data_time = 0.0
     start = time.perf_counter()
     for step in range(args.warmup, args.warmup + args.steps):
         trainer.train_step(step)
     sync(trainer.device)
     elapsed = time.perf_counter() - start
+    if "prof" in flags:
+        profile(trainer, args.warmup + args.steps, variant)
     per_step = elapsed / args.steps
     peak = (torch.cuda.max_memory_allocated() / 2**30 if trainer.device.type == "cuda"
             else float("nan"))
-    return {"method": method, "steps_per_s": 1 / per_step,
+    return {"method": variant, "warmup_s": warmup_s, "steps_per_s": 1 / per_step,
             "images_per_s": 2 * args.batch / per_step, "peak_gib": peak,
             "data_wait": trainer.data_time / elapsed,
-            "full_run_min": per_step * FULL_RUN_STEPS / 60}
+            "full_run_min": (per_step * FULL_RUN_STEPS + warmup_s) / 60}
+
+
+def profile(trainer, first_step: int, variant: str, steps: int = 10) -> None:
+    """Where the time of a step goes: the top operators by device time and by host time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if trainer.device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        for step in range(first_step, first_step + steps):
+            trainer.train_step(step)
+        sync(trainer.device)
+    table = prof.key_averages()
+    sort = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    print(f"--- profile of {variant}, {steps} steps", file=sys.stderr)
+    print(table.table(sort_by=sort, row_limit=12, max_name_column_width=40), file=sys.stderr)
+    print(table.table(sort_by="self_cpu_time_total", row_limit=8, max_name_column_width=40),
+          file=sys.stderr)
 
 
 def sync(device) -> None:
@@ -76,7 +116,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=10)
-    parser.add_argument("--methods", default="source_only,dann,pnl")
+    parser.add_argument("--methods", default="source_only,dann,pnl",
+                        help="comma-separated; a method may carry +compile, +nobench, +wN, +fixed, "
+                             "+prof (see measure())")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -95,11 +137,14 @@ def main() -> int:
              f"{args.batch}+{args.batch} images per step",
              "", f"Device: {device}; torch {torch.__version__}; {args.workers} workers; "
              f"{datetime.date.today()}. {args.steps} timed steps after {args.warmup}.", "",
-             "| method | steps/s | images/s | peak GPU memory (GiB) | data wait | "
-             f"projected {FULL_RUN_STEPS:,}-step run (min) |", "|---|---|---|---|---|---|"]
+             "The projected run is the timed step rate times 20,000 plus the warm-up (start-up, "
+             "autotuning, compilation); evaluation passes are not included.", "",
+             "| method | steps/s | images/s | peak GPU memory (GiB) | data wait | warm-up (s) | "
+             f"projected {FULL_RUN_STEPS:,}-step run (min) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['steps_per_s']:.2f} | {r['images_per_s']:.0f} | "
-                     f"{r['peak_gib']:.1f} | {r['data_wait']:.1%} | {r['full_run_min']:.1f} |")
+                     f"{r['peak_gib']:.1f} | {r['data_wait']:.1%} | {r['warmup_s']:.0f} | "
+                     f"{r['full_run_min']:.1f} |")
     emit("\n".join(lines) + "\n", args.out)
     return 0
 

@@ -88,6 +88,9 @@ class TrainerConfig:
     progress: bool = True
     deterministic: bool = False  # torch.use_deterministic_algorithms on GPU
     compile: bool = False  # torch.compile the backbone (pays off on long GPU runs)
+    # cuDNN autotuning for fixed input shapes; off where bit-identical reruns matter more than
+    # speed (digits), on for the image benchmarks (as tllib's scripts do)
+    cudnn_benchmark: bool = False
 
 
 @dataclass

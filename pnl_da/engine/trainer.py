@@ -85,6 +85,8 @@ class Trainer:
                                                               and on_gpu)
         if on_gpu and tcfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = bool(on_gpu and tcfg.cudnn_benchmark
+                                              and not tcfg.deterministic)
         if cfg.method.predict == "b" and cfg.method.heads < 2:
             raise UsageError(f"method.predict=b needs two heads, but method '{cfg.method.name}' "
                              "has one; use method.predict=a or mean")
