@@ -6,6 +6,8 @@
 #   4. `pnl-da compare` of source_only, dann, cdan and pnl (the ablation's best variant), 3 seeds;
 #   5. Office-31-format ResNet-50 at 224, 32+32 images per step (source_only, dann, pnl): steps/s,
 #      images/s, peak memory, data-wait fraction, projected 20,000-step run.
+#   6. (stage ssl) CIFAR-10 Conv-Large, the PNL authors' schedule: pnl (dual) vs supervised,
+#      images/s and the projected 100-epoch run.
 # Results land in $OUT (or benchmarks/results/gpu) and a short table is printed last.
 # The machine's python lacks hydra-core/omegaconf: wheels copied into .whl/ are installed first
 # (see ../shared/wheels-gpu/README.md).
@@ -41,6 +43,24 @@ if stage office; then
   echo "== 5. office31 resnet50 throughput"
   python3 benchmarks/office_throughput.py --backbone resnet50 --steps 200 --workers 12 \
     --out "$OUT/office_throughput_gpu.md" 2>&1 | tail -8
+fi
+
+if stage sslmnist; then
+  echo "== 7. semi-supervised mnist-sample, 20 labels, every method x 5 seeds"
+  python3 benchmarks/ssl_mnist.py --jobs 8 --runs "$OUT/ssl_mnist_runs" \
+    --out "$OUT/ssl_mnist_gpu.md" --json "$OUT/ssl_mnist_gpu.json" > "$OUT/ssl_mnist_log.txt" 2>&1
+  tail -12 "$OUT/ssl_mnist_gpu.md"
+  find "$OUT/ssl_mnist_runs" -name last.pt -delete  # keep result.json and metrics, not weights
+fi
+
+if stage sslgpu; then
+  echo "== 8. semi-supervised GPU tests"
+  python3 -m pytest -q -m gpu -k ssl tests/test_gpu.py -p no:cacheprovider 2>&1 | tail -2
+fi
+
+if stage ssl; then
+  echo "== 6. CIFAR-10 Conv-Large (semi-supervised) throughput"
+  python3 benchmarks/ssl_throughput.py --steps 100 --out "$OUT/ssl_throughput_gpu.md" 2>&1 | tail -9
 fi
 
 stage compare || exit 0

@@ -1,4 +1,4 @@
-"""pnl-da command line: run, compare, evaluate, download, list.
+"""pnl-da command line: run, ssl, compare, evaluate, download, list.
 
 Errors the user can fix are one line on stderr with the exit code of the interface contract
 (2 usage/configuration, 3 data, 1 other); ``--debug`` shows the traceback instead.
@@ -58,7 +58,50 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_ssl(args) -> int:
+    from pnl_da.config import compose, to_yaml
+    from pnl_da.data.ssl_datasets import get_ssl_dataset
+    from pnl_da.engine.run import execute
+    from pnl_da.engine.ssl_run import default_ssl_out_dir
+
+    dataset = get_ssl_dataset(args.dataset)
+    if args.labels is None:
+        raise UsageError("--labels N is required: the number of labeled images, a multiple of "
+                         f"{dataset.num_classes} for {dataset.name} (e.g. --labels "
+                         f"{4 * dataset.num_classes})")
+    for item in args.overrides:
+        if item.partition("=")[0] in ("dataset", "dataset.name", "dataset.labels"):
+            raise UsageError(f"set the dataset and labels with the arguments, not '{item}': "
+                             f"`pnl-da ssl DATASET --labels N`")
+    base = [f"dataset={dataset.name}", f"dataset.labels={args.labels}"]
+    if args.split_seed is not None:
+        base.append(f"dataset.split_seed={args.split_seed}")
+    if not any(o.startswith("data.root=") for o in args.overrides) or args.data_root:
+        base.append(f"data.root={_data_root(args.data_root)}")
+    cfg = compose(base + list(args.overrides), mode="ssl")
+    if args.show_config:
+        print(to_yaml(cfg), end="")
+        return 0
+    out = _out_dir(args.out, default_ssl_out_dir(cfg))
+    result = execute(cfg, out, resume=args.resume, log=lambda m: print(m, file=sys.stderr))
+    _print_ssl_result(result, out)
+    return 0
+
+
+def _print_ssl_result(result: dict, out: Path) -> None:
+    m = result["metrics"]
+    oracle = result.get("oracle_best_test_error")
+    extra = (f"; oracle best-step test error {oracle['error']:.2f}% at step {oracle['step']}"
+             if oracle else "")
+    print(f"{result['method']} {result['dataset']} {result['labels']} labels seed "
+          f"{result['seed']}: test error {m['error']:.2f}% of the final model "
+          f"({result['prediction_is']}{extra}) -> {out / 'result.json'}")
+
+
 def _print_result(result: dict, out: Path) -> None:
+    if "dataset" in result:
+        _print_ssl_result(result, out)
+        return
     m = result["metrics"]
     names = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
     first = result.get("headline", "accuracy")
@@ -158,11 +201,21 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from pnl_da.data.registry import get_benchmark
+    from pnl_da.data.registry import BENCHMARKS, get_benchmark
+    from pnl_da.data.ssl_datasets import SSL_DATASETS, get_ssl_dataset
     from pnl_da.engine.run import check_data_root
 
-    bench = get_benchmark(args.name)
     root = _data_root(args.data_root)
+    if args.name.lower() not in BENCHMARKS and args.name.lower() in SSL_DATASETS:
+        dataset = get_ssl_dataset(args.name)
+        check_data_root(root)
+        if dataset.download is None:
+            print(f"{dataset.name}: bundled with pnl-da, nothing to download")
+            return 0
+        for line in dataset.download(root):
+            print(line)
+        return 0
+    bench = get_benchmark(args.name)
     check_data_root(root)
     if bench.download is None:
         print(f"{bench.name}: nothing to download")
@@ -175,9 +228,14 @@ def cmd_download(args) -> int:
 def cmd_list(args) -> int:
     from pnl_da.config import available
     from pnl_da.data.registry import BENCHMARKS
+    from pnl_da.data.ssl_datasets import SSL_DATASETS
     from pnl_da.methods import METHODS
 
     what = args.what or "all"
+    if what in ("datasets", "all"):
+        print("semi-supervised datasets (pnl-da ssl DATASET --labels N):")
+        for d in SSL_DATASETS.values():
+            print(f"  {d.name}: {d.num_classes} classes; {d.description}")
     if what in ("benchmarks", "all"):
         print("benchmarks:")
         for bench in BENCHMARKS.values():
@@ -187,12 +245,15 @@ def cmd_list(args) -> int:
                 alias = f" ({', '.join(d.aliases)})" if d.aliases else ""
                 print(f"    {d.name}{alias}: {d.description}")
     if what in ("methods", "all"):
-        print("methods:")
+        print("methods (pnl-da run / compare):")
         for name in available("method"):
+            print(f"  {name}: {METHODS[name].summary}")
+        print("methods (pnl-da ssl):")
+        for name in available("method", "ssl"):
             print(f"  {name}: {METHODS[name].summary}")
     if what in ("backbones", "all"):
         print("backbones:")
-        for name in available("backbone"):
+        for name in sorted(set(available("backbone")) | set(available("backbone", "ssl"))):
             print(f"  {name}")
         print("  any timm model name, e.g. backbone.name=resnet50 (input size: data.image_size)")
     return 0
@@ -220,6 +281,22 @@ def build_parser() -> argparse.ArgumentParser:
     common(run)
     run.set_defaults(func=cmd_run)
 
+    ssl = sub.add_parser("ssl", help="semi-supervised: train one method on DATASET with N "
+                         "labeled images")
+    ssl.add_argument("dataset", help="cifar10, cifar100, svhn, mnist, mnist-sample, uci; then "
+                     "any KEY=VALUE overrides, e.g. method=fixmatch ssl.model=shared")
+    ssl.add_argument("--labels", type=int, default=None,
+                     help="labeled images in all, class-balanced (a multiple of the classes)")
+    ssl.add_argument("--split-seed", type=int, default=None,
+                     help="seed of the labeled subset (default: the run seed)")
+    ssl.add_argument("--out", default=None,
+                     help="run folder (default: runs/ssl/<dataset>-<labels>/<method>/seed<seed>)")
+    ssl.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+    ssl.add_argument("--show-config", action="store_true",
+                     help="print the resolved configuration and exit")
+    common(ssl)
+    ssl.set_defaults(func=cmd_ssl)
+
     cmp = sub.add_parser("compare", help="several methods x seeds on one task, one table")
     cmp.add_argument("benchmark")
     cmp.add_argument("task")
@@ -231,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="score a finished run on a domain and split")
     ev.add_argument("run_dir")
-    ev.add_argument("--domain", default=None, help="default: the run's target domain")
+    ev.add_argument("--domain", "--dataset", default=None,
+                    help="default: the run's target domain (SSL runs: its dataset); for an SSL "
+                    "run, any dataset with the same classes, e.g. --dataset mnist")
     ev.add_argument("--split", default=None, choices=("test", "train", "all"))
     common(ev, overrides=False)
     ev.set_defaults(func=cmd_evaluate)
@@ -242,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(func=cmd_download)
 
     ls = sub.add_parser("list", help="benchmarks, methods or backbones")
-    ls.add_argument("what", nargs="?", choices=("benchmarks", "methods", "backbones"))
+    ls.add_argument("what", nargs="?",
+                    choices=("benchmarks", "datasets", "methods", "backbones"))
     ls.add_argument("--debug", action="store_true")
     ls.set_defaults(func=cmd_list)
     return parser
@@ -260,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         # Hydra overrides (KEY=VALUE) may stand anywhere among the options.
         args.overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         unknown = [a for a in rest if a not in args.overrides]
+        if args.command in ("run", "compare") and any(
+                a == "--labels" or a.startswith(("--labels=", "--split-seed")) for a in rest):
+            raise UsageError(f"--labels belongs to semi-supervised runs: `pnl-da ssl DATASET "
+                             f"--labels N`; `pnl-da {args.command}` trains on a labeled source "
+                             "domain and takes no --labels")
         if unknown or (args.overrides and not getattr(args, "accepts_overrides", False)):
             bad = (unknown or args.overrides)[0]
             raise UsageError(f"unrecognized argument '{bad}' for `pnl-da {args.command}` "

@@ -40,6 +40,7 @@ class BackboneConfig:
     channels: int = 1  # every domain is delivered with this channel count
     bottleneck_dim: int = 0  # 0: no bottleneck (heads sit on the backbone features)
     lr_mult: float = 1.0  # learning-rate multiplier of the backbone (0.1 when fine-tuning)
+    head_weight_norm: bool = False  # weight-normalised linear heads (Conv-Large)
 
 
 @dataclass
@@ -52,6 +53,10 @@ class AugmentConfig:
     shear: float = 0.0  # degrees
     erase: float = 0.0  # probability of blanking one random square (cutout) of side 1/3
     contrast: float = 0.0  # contrast factor uniform in [1 - c, 1 + c]
+    brightness: float = 0.0  # brightness shift uniform in [-b, b] (images in [0, 1])
+    solarize: float = 0.0  # probability of inverting pixels above 0.5
+    flip: float = 0.0  # probability of a horizontal flip
+    padding: str = "zeros"  # what the affine map shows outside the image: zeros | reflection
 
 
 @dataclass
@@ -91,6 +96,12 @@ class TrainerConfig:
     # cuDNN autotuning for fixed input shapes; off where bit-identical reruns matter more than
     # speed (digits), on for the image benchmarks (as tllib's scripts do)
     cudnn_benchmark: bool = False
+    # Semi-supervised runs: unlabeled images per step (0: batch_size), the learning-rate
+    # schedule, and a length in epochs (passes over the training set, labeled and unlabeled
+    # images together) that sets trainer.steps when above 0.
+    unlabeled_batch_size: int = 0
+    schedule: str = "inverse"  # inverse (tllib's) | cosine (to 0 at the last step)
+    epochs: int = 0
 
 
 @dataclass
@@ -144,6 +155,52 @@ class PNLConfig(MethodConfig, AdversarialOptions):
     ramp: float = 0.3  # fraction of training over which that weight ramps up (0: none)
     confidence: float = 0.0  # generator confidence below which an image gives no negatives
     diversity: float = 0.0  # weight of the |W_A^T W_B| head-diversity penalty
+    # Confident positive pseudo labels beside the negatives (method.md section 4's prototype
+    # "PNL plus confident positive pseudo-labels"): where the generator's top probability
+    # reaches positive_threshold, its argmax is also a label for the learner. 0: off.
+    positive_threshold: float = 0.0
+    positive_weight: float = 1.0
+
+
+@dataclass
+class SupervisedConfig(MethodConfig):
+    name: str = "supervised"
+    source_view: str = "weak"
+
+
+@dataclass
+class FixMatchConfig(MethodConfig):
+    name: str = "fixmatch"
+    source_view: str = "weak"
+    threshold: float = 0.95  # confidence above which a weak-view argmax becomes a pseudo label
+    weight: float = 1.0  # lambda_u
+
+
+@dataclass
+class MeanTeacherConfig(MethodConfig):
+    name: str = "mean_teacher"
+    source_view: str = "weak"
+    predict: str = "a"  # a: the teacher (EMA), b: the student
+    ema_decay: float = 0.999  # teacher = decay * teacher + (1 - decay) * student
+    weight: float = 50.0  # maximum weight of the softmax-MSE consistency (USB's lambda_u)
+    ramp: float = 0.4  # fraction of training over which it ramps up
+
+
+@dataclass
+class PNLPaperConfig(PNLConfig):
+    """The authors' CIFAR-10 recipe (method.md section 4): PNL inside Dual Student."""
+
+    name: str = "pnl_paper"
+    extra_heads: int = 1  # a consistency head beside each submodel's class head
+    align: str = "none"
+    replacement: bool = True
+    weight: float = 2.0
+    stabilization_threshold: float = 0.8
+    stabilization_scale: float = 100.0
+    consistency_scale: float = 10.0
+    logit_distance: float = 0.01
+    rampup_epochs: float = 5.0  # consistency, stabilization and negative-learning ramps
+    epochs: int = 100  # the run's length, for the ramps (trainer.epochs)
 
 
 @dataclass
@@ -156,11 +213,43 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
 
+@dataclass
+class SSLDatasetConfig:
+    name: str = MISSING
+    num_classes: int = MISSING
+    labels: int = MISSING  # labeled images in all, class-balanced (--labels)
+    split_seed: int | None = None  # seed of the labeled subset; None: the run seed
+    normalize_mean: list[float] = field(default_factory=lambda: [0.5])
+    normalize_std: list[float] = field(default_factory=lambda: [0.5])
+
+
+@dataclass
+class SSLOptions:
+    # How the two submodels of a two-model method (pnl, pnl_paper) are built: dual = two
+    # networks with an optimiser each; shared = one backbone with two heads.
+    model: str = "dual"
+
+
+@dataclass
+class SSLRunConfig:
+    seed: int = 0
+    dataset: SSLDatasetConfig = field(default_factory=SSLDatasetConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    method: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    ssl: SSLOptions = field(default_factory=SSLOptions)
+
+
 METHOD_SCHEMAS = {
     "source_only": SourceOnlyConfig,
     "dann": DANNConfig,
     "cdan": CDANConfig,
     "pnl": PNLConfig,
+    "supervised": SupervisedConfig,
+    "fixmatch": FixMatchConfig,
+    "mean_teacher": MeanTeacherConfig,
+    "pnl_paper": PNLPaperConfig,
 }
 
 # Values of string options that have a fixed set of choices; checked once at composition.
@@ -175,6 +264,10 @@ CHOICES = {
     "trainer.precision": ("auto", "fp32", "bf16"),
     "trainer.channels_last": ("auto", "true", "false"),
     "benchmark.train_crop": ("random", "center"),
+    "trainer.schedule": ("inverse", "cosine"),
+    "ssl.model": ("dual", "shared"),
+    "data.weak.padding": ("zeros", "reflection"),
+    "data.strong.padding": ("zeros", "reflection"),
 }
 
 
@@ -184,22 +277,26 @@ def register_schemas() -> None:
 
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
+    store.store(name="ssl_schema", node=SSLRunConfig)
     for name, schema in METHOD_SCHEMAS.items():
         store.store(group="method", name=f"{name}_schema", node=schema)
 
 
-def config_dir() -> Path:
-    """The ``configs/`` folder, installed with the package."""
-    return packaged_dir("configs")
+def config_dir(mode: str = "da") -> Path:
+    """The ``configs/`` folder installed with the package; ``configs/ssl`` for semi-supervised
+    runs, which have their own datasets, methods, backbones and trainer presets."""
+    root = packaged_dir("configs")
+    return root / "ssl" if mode == "ssl" else root
 
 
-def available(group: str) -> list[str]:
+def available(group: str, mode: str = "da") -> list[str]:
     """Names of the YAML configs of one group (``method``, ``backbone``, ...)."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    return sorted(p.stem for p in (config_dir(mode) / group).glob("*.yaml"))
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    """Compose the run configuration from the packaged configs and command-line overrides."""
+def compose(overrides: list[str], mode: str = "da") -> DictConfig:
+    """Compose the run configuration from the packaged configs and command-line overrides;
+    ``mode="ssl"`` composes a semi-supervised run (``configs/ssl``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -207,10 +304,10 @@ def compose(overrides: list[str]) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     register_schemas()
-    _check_group_choices(overrides)
+    _check_group_choices(overrides, mode)
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        with initialize_config_dir(config_dir=str(config_dir(mode)), version_base=None):
             cfg = hydra_compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         raise UsageError(_one_line_config_error(exc)) from exc
@@ -220,7 +317,7 @@ def compose(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def _check_group_choices(overrides: list[str]) -> None:
+def _check_group_choices(overrides: list[str], mode: str = "da") -> None:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -229,11 +326,13 @@ def _check_group_choices(overrides: list[str]) -> None:
             # The schema fixes the keys: adding or deleting one would silently change nothing.
             raise UsageError(f"override '{item}' adds or removes a key; the configuration's keys "
                              f"are fixed, so write {key.lstrip('+~')}=VALUE")
-        if key in ("method", "backbone", "trainer", "benchmark"):
-            names = available(key)
+        groups = ("method", "backbone", "trainer", "dataset" if mode == "ssl" else "benchmark")
+        if key in groups:
+            names = available(key, mode)
             if value not in names:
+                where = " for semi-supervised runs" if mode == "ssl" else ""
                 raise UsageError(
-                    f"unknown {key} '{value}'; choose one of: {', '.join(names)} "
+                    f"unknown {key} '{value}'{where}; choose one of: {', '.join(names)} "
                     f"(see `pnl-da list {key}s`)"
                 )
 

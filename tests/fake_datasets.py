@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +57,42 @@ def make_visda(root: Path, classes: int = 12, per_class: int = 2, seed: int = 0)
                 lines.append(f"{rel} {label}")
         (base / "image_list" / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return base
+
+
+def write_cifar(root, name="cifar10", n=6, seed=0):
+    """CIFAR batches in torchvision's layout, pickled as the originals: protocol 2, bytes keys,
+    rows of R plane, G plane, B plane. Returns {file name: (images NCHW, labels)}."""
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    label_key = b"labels" if name == "cifar10" else b"fine_labels"
+    folder = root / cls.base_folder
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    written = {}
+    for i, (filename, _md5) in enumerate(cls.train_list + cls.test_list):
+        images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        labels = [int(v) for v in (np.arange(n) * 7 + i) % (10 if name == "cifar10" else 100)]
+        entry = {b"batch_label": b"fake", label_key: labels, b"data": images.reshape(n, 3072)}
+        if name == "cifar100":
+            entry[b"coarse_labels"] = [v // 5 for v in labels]
+        with open(folder / filename, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+        written[filename] = (images, labels)
+    return folder, written
+
+
+def write_mnist_idx(root, n_train=30, n_test=20):
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = ((np.arange(n) * 3) % 10).astype(np.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            struct.pack(">II", 2049, n) + labels.tobytes())
+        out[prefix] = (images, labels)
+    return out

@@ -50,3 +50,19 @@ def test_gpu_compiled_backbone_trains_and_checkpoints_like_eager(tmp_path):
     trainer.fit()
     keys = set(trainer.method.state_dict())
     assert not any("_orig_mod" in k for k in keys)  # checkpoints load into an eager model
+
+
+@pytest.mark.parametrize("method,extra", [("pnl", ["ssl.model=dual"]),
+                                          ("pnl_paper", ["trainer.epochs=0"])])
+def test_gpu_ssl_methods_train_with_two_networks_and_beat_chance(method, extra):
+    from pnl_da.config import compose
+    from pnl_da.engine.ssl_run import load_ssl_data
+
+    cfg = compose(["dataset=mnist-sample", "dataset.labels=20", f"method={method}",
+                   "trainer.device=cuda", "trainer.progress=false", "trainer.steps=300",
+                   "trainer.eval_every=300", *extra], mode="ssl")
+    data, _ = load_ssl_data(cfg)
+    trainer = Trainer(cfg, data)
+    assert trainer.bf16 and len(trainer.optimizers) == 2
+    accuracy = trainer.fit()["evaluation"]["heads"]["mean"]["accuracy"]
+    assert accuracy > 40.0  # chance is 10%; 20 labels

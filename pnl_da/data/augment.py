@@ -31,7 +31,25 @@ def random_affine(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
     ], dim=1)
     theta[:, :, :2] /= scale.view(n, 1, 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    padding = getattr(aug, "padding", "zeros")  # reflection: CIFAR's padded random crop
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+def random_flip(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """Horizontal flip of each image with probability ``prob``."""
+    flip = (torch.rand(x.shape[0], generator=gen, device=x.device) < prob).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(3), x)
+
+
+def random_brightness(x: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    shift = _uniform(x.shape[0], amount, gen, x.device).to(x.dtype).view(-1, 1, 1, 1)
+    return (x + shift).clamp(0, 1)
+
+
+def random_solarize(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability ``prob``, invert the pixels above 0.5 (RandAugment's Solarize)."""
+    apply = (torch.rand(x.shape[0], generator=gen, device=x.device) < prob).view(-1, 1, 1, 1)
+    return torch.where(apply & (x > 0.5), 1 - x, x)
 
 
 def random_contrast(x: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
@@ -56,10 +74,16 @@ def random_erase(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Te
 
 
 def augment(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
+    if getattr(aug, "flip", 0.0):
+        x = random_flip(x, aug.flip, gen)
     if aug.rotate or aug.shear or aug.scale or aug.translate:
         x = random_affine(x, aug, gen)
     if aug.contrast:
         x = random_contrast(x, aug.contrast, gen)
+    if getattr(aug, "brightness", 0.0):
+        x = random_brightness(x, aug.brightness, gen)
+    if getattr(aug, "solarize", 0.0):
+        x = random_solarize(x, aug.solarize, gen)
     if aug.erase:
         x = random_erase(x, aug.erase, gen)
     return x

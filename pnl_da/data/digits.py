@@ -74,7 +74,9 @@ def _extract_mnist(root: str) -> None:
                     shutil.copyfileobj(src, dst)
 
 
-def _torchvision(kind: str, root: str, split: str) -> DomainData:
+def _torchvision(kind: str, root: str, split: str, hint: str | None = None) -> DomainData:
+    """Load a torchvision-format digits split; ``hint`` is the command the error suggests
+    (default: ``pnl-da download digits --data-root ROOT``)."""
     from torchvision import datasets
 
     train = split == "train"
@@ -90,7 +92,8 @@ def _torchvision(kind: str, root: str, split: str) -> DomainData:
         return _from_numpy(ds.data, ds.labels, kind, split)
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise DataError(f"{kind} ({split}) not found or unreadable under {root}: expected "
-                        f"{EXPECTED_FILES[kind]}; run `pnl-da download digits --data-root {root}` "
+                        f"{EXPECTED_FILES[kind]}; run "
+                        f"`{hint or f'pnl-da download digits --data-root {root}'}` "
                         "or place the files there") from exc
 
 

@@ -107,8 +107,10 @@ class DomainStream:
         raw = batch.float().div_(255.0)
         out = {}
         for view in views:
-            x = raw if view == "none" else augment(raw, self.augmentations[view],
-                                                   self.augment_generator)
+            # "weak2": a second, independent draw of the weak view (two-view methods)
+            aug = self.augmentations["weak" if view == "weak2" else view] if view != "none" \
+                else None
+            x = raw if aug is None else augment(raw, aug, self.augment_generator)
             out[view] = self.normalize(x)
         return out, self.labels.index_select(0, index).to(self.device, non_blocking=True)
 

@@ -46,10 +46,17 @@ def per_class_table(confusion: torch.Tensor, class_names) -> str:
     return "\n".join(lines) + "\n"
 
 
+def task_section(cfg):
+    """``benchmark`` of a domain-adaptation run, ``dataset`` of a semi-supervised one: both
+    hold num_classes and the normalisation."""
+    return cfg.dataset if "dataset" in cfg else cfg.benchmark
+
+
 def batches_for(cfg, data, device: torch.device):
     """The evaluation batches of a domain split, in order, without augmentation."""
     batch_size = cfg.trainer.eval_batch_size
-    normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
+    section = task_section(cfg)
+    normalize = Normalizer(section.normalize_mean, section.normalize_std)
     if isinstance(data, DomainData):
         return eval_batches(data, batch_size, device, normalize)
     from pnl_da.data.loader_stream import eval_loader
@@ -70,6 +77,8 @@ def predict(model, batches, autocast) -> dict[str, torch.Tensor]:
         for x, _ in batches:
             with autocast():
                 _, logits = model(x)
+            # only the prediction heads (not pnl_paper's consistency heads)
+            logits = logits[:getattr(model, "prediction_heads", len(logits))]
             probs = [torch.softmax(z.float(), dim=1) for z in logits]
             for name, p in zip(HEAD_NAMES, probs):
                 preds.setdefault(name, []).append(p.argmax(1))

@@ -1,4 +1,5 @@
-"""Score a finished run's final model on any domain and split of its benchmark."""
+"""Score a finished run's final model on any domain and split of its benchmark, or, for a
+semi-supervised run, on any dataset with the same classes (e.g. a mnist-sample run on MNIST)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pnl_da.config import RunConfig
+from pnl_da.config import RunConfig, SSLRunConfig
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import load_checkpoint
 from pnl_da.engine.evaluate import batches_for, evaluate
 from pnl_da.engine.run import CONFIG, RESULT, check_data_root, prepare_domain
 from pnl_da.engine.trainer import CHECKPOINT, autocast, resolve_device
 from pnl_da.errors import UsageError
-from pnl_da.models import create_classifier
+from pnl_da.methods import create_method
+from pnl_da.models.factory import create_model
 
 
 def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = None,
@@ -27,30 +29,43 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
         raise UsageError(f"{run_dir} is not a finished run (no {missing[0]}); finish it with "
                          "`pnl-da run ... --resume --out " + str(run_dir) + "` first")
     # On the schema: a run written before a key existed gets that key's default.
-    cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(run_dir / CONFIG))
+    saved = OmegaConf.load(run_dir / CONFIG)
+    ssl = "dataset" in saved
+    cfg = OmegaConf.merge(OmegaConf.structured(SSLRunConfig if ssl else RunConfig), saved)
     root = data_root or cfg.data.root
     check_data_root(root)
-    bench = get_benchmark(cfg.benchmark.name)
-    target = bench.domain(domain or cfg.benchmark.target)
     cfg.data.root = root
-    data = prepare_domain(cfg, target.load(root, split or cfg.benchmark.target_eval_split))
+    if ssl:
+        from pnl_da.data.ssl_datasets import get_ssl_dataset
+
+        source = get_ssl_dataset(domain or cfg.dataset.name)
+        num_classes = int(cfg.dataset.num_classes)
+        if source.num_classes != num_classes:
+            raise UsageError(f"{source.name} has {source.num_classes} classes but the run was "
+                             f"trained on {num_classes}; evaluate on a dataset with the same "
+                             "classes")
+        raw = source.load(root, split or "test")
+    else:
+        source = get_benchmark(cfg.benchmark.name).domain(domain or cfg.benchmark.target)
+        num_classes = int(cfg.benchmark.num_classes)
+        raw = source.load(root, split or cfg.benchmark.target_eval_split)
+    data = prepare_domain(cfg, raw)
 
     device = resolve_device("auto")
-    model = create_classifier(cfg.backbone, int(cfg.benchmark.num_classes), int(cfg.method.heads),
-                              int(cfg.data.image_size))
-    state = load_checkpoint(run_dir / CHECKPOINT)["method"]
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items()
-                           if k.startswith("model.")})
-    model.to(device)
-    result = evaluate(model, batches_for(cfg, data, device), data.labels,
-                      int(cfg.benchmark.num_classes),
-                      lambda: autocast(device, device.type == "cuda"))
+    # The whole method, so that what it evaluates (Mean Teacher: its teacher) is restored too.
+    method = create_method(cfg.method, create_model(cfg, num_classes), num_classes)
+    method.load_state_dict(load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")["method"])
+    method.to(device)
+    result = evaluate(method.eval_model(), batches_for(cfg, data, device), data.labels,
+                      num_classes, lambda: autocast(device, device.type == "cuda"))
     heads = result["heads"]
-    lines = [f"{run_dir}: {cfg.method.name} on {target.name} ({data.split}, {len(data)} images)"]
+    lines = [f"{run_dir}: {cfg.method.name} on {source.name} ({data.split}, {len(data)} images)"]
     for name, s in heads.items():
         lines.append(f"  head {name:>4}: accuracy {s['accuracy']:.2f}%, "
                      f"mean class accuracy {s['mean_class_accuracy']:.2f}%")
     chosen = heads.get(cfg.method.predict, heads["mean"])
     metrics = {"accuracy": round(chosen["accuracy"], 3),
                "mean_class_accuracy": round(chosen["mean_class_accuracy"], 3)}
+    if ssl:
+        metrics["error"] = round(100 - chosen["accuracy"], 3)
     return metrics, "\n".join(lines)

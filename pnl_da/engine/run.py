@@ -20,7 +20,7 @@ from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.evaluate import per_class_table
 from pnl_da.engine.trainer import METRICS, RunData, Trainer
-from pnl_da.errors import DataError, UsageError
+from pnl_da.errors import DataError, PnlError, UsageError
 from pnl_da.models.factory import check_weights_available
 
 RESULT = "result.json"
@@ -200,28 +200,53 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
             log=print) -> dict:
     """Train one configuration into ``out_dir``; returns (and writes) result.json."""
     cfg_yaml = to_yaml(cfg)
+    created = not out_dir.exists()
     check_out_dir(out_dir, cfg_yaml, resume)
+    try:
+        return _execute(cfg, cfg_yaml, out_dir, resume, log)
+    except PnlError:
+        # bad data found before anything was written: leave no empty run folder behind
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+
+
+def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -> dict:
     if resume:
         done = finished_result(out_dir, cfg_yaml)
         if done is not None:
             log(f"{out_dir} is already finished; nothing to do")
             return done
     check_weights_available(cfg.backbone)
-    data = load_run_data(cfg)
+    ssl = "dataset" in cfg  # a semi-supervised run (pnl_da/engine/ssl_run.py)
+    if ssl:
+        from pnl_da.engine import ssl_run
+
+        data, split = ssl_run.load_ssl_data(cfg)
+        if resume:
+            ssl_run.check_saved_split(out_dir, split)
+    else:
+        data = load_run_data(cfg)
     started = time.perf_counter()
     trainer = Trainer(cfg, data, out_dir)
     resumed = resume and trainer.resume()
     if not resumed:
         write_text(out_dir / CONFIG, cfg_yaml)
         (out_dir / METRICS).unlink(missing_ok=True)
+        if ssl:
+            write_json(out_dir / ssl_run.SPLIT_FILE, split)
     write_json(out_dir / "env.json", environment(str(trainer.device)))
     if resumed:
         log(f"resuming {out_dir} from step {trainer.step}")
     summary = trainer.fit()
     evaluation = summary["evaluation"]
     confusion = evaluation["confusion"].get(cfg.method.predict, evaluation["confusion"]["mean"])
-    write_text(out_dir / "per_class.csv",
-               per_class_table(confusion, get_benchmark(cfg.benchmark.name).class_names))
-    result = summarize(cfg, evaluation, time.perf_counter() - started, summary)
+    class_names = () if ssl else get_benchmark(cfg.benchmark.name).class_names
+    write_text(out_dir / "per_class.csv", per_class_table(confusion, class_names))
+    if ssl:
+        result = ssl_run.summarize_ssl(cfg, evaluation, time.perf_counter() - started, summary,
+                                       out_dir, trainer.total_steps)
+    else:
+        result = summarize(cfg, evaluation, time.perf_counter() - started, summary)
     write_json(out_dir / RESULT, result)
     return result

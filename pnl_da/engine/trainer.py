@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -21,11 +22,11 @@ from omegaconf import DictConfig
 from pnl_da.data.base import DomainData
 from pnl_da.data.streams import DomainStream, Normalizer
 from pnl_da.engine.checkpoint import load_checkpoint, save_checkpoint
-from pnl_da.engine.evaluate import batches_for, evaluate
+from pnl_da.engine.evaluate import batches_for, evaluate, task_section
 from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
 from pnl_da.errors import UsageError
 from pnl_da.methods import Batch, create_method, total_loss
-from pnl_da.models import create_classifier
+from pnl_da.models.factory import create_model
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 METRICS = "metrics.jsonl"
@@ -58,6 +59,15 @@ def autocast(device: torch.device, bf16: bool):
 def lr_factor(step: int, gamma: float, decay: float) -> float:
     """tllib's schedule: lr * (1 + gamma * step) ** -decay."""
     return (1.0 + gamma * step) ** (-decay)
+
+
+def total_steps(tcfg, train_images: int) -> int:
+    """``trainer.steps``, or with ``trainer.epochs`` > 0 that many passes over the training
+    images (labeled and unlabeled together) at batch_size + unlabeled_batch_size per step."""
+    if tcfg.epochs <= 0:
+        return int(tcfg.steps)
+    per_step = tcfg.batch_size + (tcfg.unlabeled_batch_size or tcfg.batch_size)
+    return int(tcfg.epochs) * max(1, train_images // per_step)
 
 
 def make_sgd(groups: list[dict], tcfg) -> torch.optim.SGD:
@@ -93,54 +103,71 @@ class Trainer:
 
         seed = int(cfg.seed)
         seed_everything(seed)
-        num_classes = int(cfg.benchmark.num_classes)
+        section = task_section(cfg)
+        num_classes = int(section.num_classes)
         self.num_classes = num_classes
-        model = create_classifier(cfg.backbone, num_classes, int(cfg.method.heads),
-                                  int(cfg.data.image_size))
+        model = create_model(cfg, num_classes)
         self.method = create_method(cfg.method, model, num_classes).to(self.device)
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
             model.channels_last = True
         if tcfg.compile:
-            model.backbone.compile()  # in place: state_dict keys (checkpoints) stay the same
+            for net in getattr(model, "networks", [model]):
+                net.backbone.compile()  # in place: state_dict keys (checkpoints) stay the same
         self.method.generator = torch.Generator(device=self.device).manual_seed(seed + 101)
 
-        groups = model.param_groups(cfg.backbone.lr_mult) + self.method.extra_param_groups()
-        self.optimizer = make_sgd([{**g, "lr": tcfg.lr * g["lr_mult"]} for g in groups
-                                   if g["params"]], tcfg)
+        # One optimiser per network: two for a dual model (each submodel keeps its own, as in
+        # the SSL papers' code), one otherwise; a method's own modules join the first.
+        networks = list(getattr(model, "networks", [model]))
+        per_network = [net.param_groups(cfg.backbone.lr_mult) for net in networks]
+        per_network[0] = per_network[0] + self.method.extra_param_groups()
+        self.optimizers = [make_sgd([{**g, "lr": tcfg.lr * g["lr_mult"]} for g in groups
+                                     if g["params"]], tcfg) for groups in per_network]
 
-        self.normalize = Normalizer(cfg.benchmark.normalize_mean, cfg.benchmark.normalize_std)
+        self.normalize = Normalizer(section.normalize_mean, section.normalize_std)
         augmentations = {"weak": cfg.data.weak, "strong": cfg.data.strong}
         self.views = self.method.views()
         self.source = self.stream(data.source, seed * 1000 + 1, self.views["source"],
                                   augmentations)
         self.target = self.stream(data.target_train, seed * 1000 + 2, self.views["target"],
-                                  augmentations)
+                                  augmentations,
+                                  tcfg.unlabeled_batch_size or tcfg.batch_size)
+        self.total_steps = total_steps(tcfg, len(data.source) + len(data.target_train))
         self.step = 0
         self.data_time = 0.0  # seconds spent producing batches (on GPU: launching the work)
 
     # -- pieces -----------------------------------------------------------------------------
 
-    def stream(self, data, seed: int, views: tuple, augmentations: dict):
+    def stream(self, data, seed: int, views: tuple, augmentations: dict,
+               batch_size: int | None = None):
         """In-memory domains stream from tensors on the device; image lists through workers."""
         cfg = self.cfg
+        batch_size = batch_size or cfg.trainer.batch_size
         if isinstance(data, DomainData):
-            return DomainStream(data, cfg.trainer.batch_size, seed, self.device, self.normalize,
+            return DomainStream(data, batch_size, seed, self.device, self.normalize,
                                 augmentations, on_device=cfg.data.on_device)
         from pnl_da.data.loader_stream import LoaderStream
         from pnl_da.data.transforms import build_views
 
         transforms = build_views(cfg.data.image_size, cfg.benchmark.train_crop)
-        return LoaderStream(data.decoded, cfg.trainer.batch_size, seed, self.device,
+        return LoaderStream(data.decoded, batch_size, seed, self.device,
                             transforms, views, cfg.data.workers, self.normalize)
 
     def autocast(self):
         return autocast(self.device, self.bf16)
 
+    def lr_factor(self, step: int) -> float:
+        tcfg = self.cfg.trainer
+        if tcfg.schedule == "cosine":
+            total = self.total_steps
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(1, total)))
+        return lr_factor(step, tcfg.lr_gamma, tcfg.lr_decay)
+
     def set_lr(self, step: int) -> float:
-        factor = lr_factor(step, self.cfg.trainer.lr_gamma, self.cfg.trainer.lr_decay)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.trainer.lr * group["lr_mult"] * factor
+        factor = self.lr_factor(step)
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self.cfg.trainer.lr * group["lr_mult"] * factor
         return self.cfg.trainer.lr * factor
 
     def next_batch(self) -> Batch:
@@ -149,7 +176,7 @@ class Trainer:
         return Batch(source_views, labels, target_views)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        self.method.set_progress(step / self.cfg.trainer.steps)
+        self.method.set_progress(step / self.total_steps)
         self.set_lr(step)
         t0 = time.perf_counter()
         batch = self.next_batch()
@@ -157,15 +184,19 @@ class Trainer:
         with self.autocast():
             losses = self.method.losses(batch, step)
         loss = total_loss(losses)
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        for optimizer in self.optimizers:
+            optimizer.step()
+        self.method.after_step()
         losses["total"] = loss
         return {k: v.detach() for k, v in losses.items()}
 
     def evaluate(self, data=None) -> dict:
         data = data or self.data.target_eval
-        return evaluate(self.method.model, batches_for(self.cfg, data, self.device), data.labels,
+        return evaluate(self.method.eval_model(), batches_for(self.cfg, data, self.device),
+                        data.labels,
                         self.num_classes, self.autocast)
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -174,7 +205,7 @@ class Trainer:
         return {
             "step": self.step,
             "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
             "source": self.source.state_dict(),
             "target": self.target.state_dict(),
             "method_generator": self.method.generator.get_state(),
@@ -184,7 +215,12 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
         self.method.load_state_dict(state["method"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        saved = state["optimizers"] if "optimizers" in state else [state["optimizer"]]
+        if len(saved) != len(self.optimizers):
+            raise UsageError(f"the checkpoint holds {len(saved)} optimiser(s), this run has "
+                             f"{len(self.optimizers)}; resume with the run's own settings")
+        for optimizer, optimizer_state in zip(self.optimizers, saved):
+            optimizer.load_state_dict(optimizer_state)
         self.source.load_state_dict(state["source"])
         self.target.load_state_dict(state["target"])
         self.method.generator.set_state(state["method_generator"])
@@ -208,12 +244,12 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def fit(self, stop_at: int | None = None) -> dict:
-        """Train to ``trainer.steps`` (or stop after ``stop_at`` steps, for tests); returns the
+        """Train to ``total_steps`` (or stop after ``stop_at`` steps, for tests); returns the
         last evaluation and timings."""
         from tqdm import tqdm
 
         tcfg = self.cfg.trainer
-        total, eval_every = int(tcfg.steps), max(1, int(tcfg.eval_every))
+        total, eval_every = self.total_steps, max(1, int(tcfg.eval_every))
         end = total if stop_at is None else min(stop_at, total)
         self.method.train()
         bar = tqdm(total=total, initial=self.step, disable=not tcfg.progress, file=sys.stderr,
@@ -258,8 +294,7 @@ class Trainer:
         heads = evaluation["heads"]
         record = {
             "step": self.step,
-            "lr": self.cfg.trainer.lr * lr_factor(self.step - 1, self.cfg.trainer.lr_gamma,
-                                                  self.cfg.trainer.lr_decay),
+            "lr": self.cfg.trainer.lr * self.lr_factor(self.step - 1),
             "losses": {k: round(v, 5) for k, v in losses.items()},
             "accuracy": {h: round(s["accuracy"], 3) for h, s in heads.items()},
             "mean_class_accuracy": {h: round(s["mean_class_accuracy"], 3)

@@ -87,6 +87,13 @@ class Method(nn.Module):
     def alignment_kind(self) -> str:
         return "none"
 
+    def eval_model(self) -> nn.Module:
+        """The model evaluation scores (Mean Teacher: teacher and student side by side)."""
+        return self.model
+
+    def after_step(self) -> None:
+        """Called after each optimiser step (Mean Teacher updates its teacher here)."""
+
     def views(self) -> dict[str, tuple[str, ...]]:
         """Views of each domain's batch this method needs ("none", "weak", "strong")."""
         return {"source": (self.cfg.source_view,), "target": (self.cfg.target_view,)}
@@ -129,5 +136,6 @@ class Method(nn.Module):
 
 
 def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of the optimised terms (metrics such as domain accuracy are left out)."""
-    return sum(v for k, v in losses.items() if not k.endswith("_acc"))
+    """Sum of the optimised terms; logged-only metrics (``*_acc`` such as the domain
+    accuracy, ``*_rate`` such as the share of images given a pseudo label) are left out."""
+    return sum(v for k, v in losses.items() if not k.endswith(("_acc", "_rate")))

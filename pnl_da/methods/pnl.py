@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from pnl_da.losses.negative import negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch, Method
+from pnl_da.methods.fixmatch import confident_pseudo_label_loss
 
 
 def sigmoid_rampup(progress: float, length: float) -> float:
@@ -49,7 +50,7 @@ class PNL(Method):
 
     def __init__(self, cfg, model, num_classes: int):
         super().__init__(cfg, model, num_classes)
-        if len(model.heads) != 2:
+        if getattr(model, "prediction_heads", len(model.heads)) != 2:
             raise ValueError("PNL needs two classifier heads (method.heads=2)")
         self.generator: torch.Generator | None = None  # set by the trainer, checkpointed
 
@@ -78,13 +79,21 @@ class PNL(Method):
         self.align(source, target_gen, losses)
 
         nl = source.features.new_zeros((), dtype=torch.float32)
+        positive = nl
         for gen_head, learn_head in exchange_pairs(cfg.exchange, step):
             probs = torch.softmax(target_gen.logits[gen_head].detach().float(), dim=1)
             negatives = select_negatives(probs, cfg.k, cfg.selection, tau=cfg.tau,
                                          replacement=cfg.replacement, confidence=cfg.confidence,
                                          generator=self.generator)
             nl = nl + negative_learning_loss(target_learn.logits[learn_head], negatives)
+            if cfg.positive_threshold > 0:
+                term, _ = confident_pseudo_label_loss(target_gen.logits[gen_head],
+                                                      target_learn.logits[learn_head],
+                                                      cfg.positive_threshold)
+                positive = positive + term
         losses["nl"] = self.nl_weight() * nl
+        if cfg.positive_threshold > 0:
+            losses["positive"] = cfg.positive_weight * positive
         if cfg.diversity > 0:
             heads = self.model.heads
             losses["diversity"] = cfg.diversity * head_diversity(heads[0].weight, heads[1].weight)

@@ -1,4 +1,5 @@
-"""One registry for backbones: the digits CNNs by name, anything else from timm."""
+"""One registry for backbones: the networks defined here by name (digits CNNs, Conv-Large,
+WRN-28-2), anything else from timm."""
 
 from __future__ import annotations
 
@@ -9,17 +10,22 @@ from torch import nn
 
 from pnl_da.errors import DataError, UsageError
 from pnl_da.models.digits import DTN, LeNet
-from pnl_da.models.heads import Classifier
+from pnl_da.models.heads import Classifier, DualClassifier
+from pnl_da.models.ssl_nets import ConvLarge, wrn28_2
 
-DIGITS_BACKBONES: dict[str, Callable[[int], nn.Module]] = {"lenet": LeNet, "dtn": DTN}
+# Networks defined in this package (no pretrained weights); each has ``out_features`` and an
+# ``input_size`` (None: any size).
+LOCAL_BACKBONES: dict[str, Callable[[int], nn.Module]] = {
+    "lenet": LeNet, "dtn": DTN, "convlarge": ConvLarge, "wrn28_2": wrn28_2}
+DIGITS_BACKBONES = LOCAL_BACKBONES  # older name
 
 
 def create_backbone(name: str, channels: int, image_size: int, pretrained: bool = False,
                     weights: str | None = None) -> tuple[nn.Module, int]:
     """Build a feature extractor; returns it and the width of its features."""
-    if name in DIGITS_BACKBONES:
-        net = DIGITS_BACKBONES[name](channels)
-        if image_size != net.input_size:
+    if name in LOCAL_BACKBONES:
+        net = LOCAL_BACKBONES[name](channels)
+        if net.input_size is not None and image_size != net.input_size:
             raise UsageError(
                 f"backbone '{name}' takes {net.input_size}x{net.input_size} images, "
                 f"not {image_size}; set data.image_size={net.input_size}"
@@ -40,7 +46,7 @@ def check_weights_available(backbone_cfg) -> None:
     import os
     import socket
 
-    if backbone_cfg.name in DIGITS_BACKBONES or not backbone_cfg.pretrained:
+    if backbone_cfg.name in LOCAL_BACKBONES or not backbone_cfg.pretrained:
         return
     if backbone_cfg.weights:
         if not Path(backbone_cfg.weights).expanduser().is_file():
@@ -64,7 +70,8 @@ def _create_timm(name: str, channels: int, pretrained: bool,
     import timm
 
     if not timm.list_models(name) and name not in timm.list_models(pretrained=True):
-        raise UsageError(f"unknown backbone '{name}'; use lenet, dtn or a timm model name "
+        raise UsageError(f"unknown backbone '{name}'; use {', '.join(LOCAL_BACKBONES)} or a timm "
+                         "model name "
                          "(see `pnl-da list backbones`)")
     if weights:
         path = Path(weights).expanduser()
@@ -92,4 +99,21 @@ def create_classifier(backbone_cfg, num_classes: int, heads: int,
                                       image_size, backbone_cfg.pretrained,
                                       backbone_cfg.weights)
     return Classifier(backbone, width, num_classes, heads=heads,
-                      bottleneck_dim=backbone_cfg.bottleneck_dim)
+                      bottleneck_dim=backbone_cfg.bottleneck_dim,
+                      head_weight_norm=backbone_cfg.head_weight_norm)
+
+
+def create_model(cfg, num_classes: int) -> Classifier | DualClassifier:
+    """The model a run trains. Two-submodel methods in semi-supervised runs with
+    ``ssl.model=dual`` get two separate networks; everything else one network with
+    ``method.heads`` heads. ``method.extra_heads`` (pnl_paper's consistency heads) are added
+    to each network."""
+    heads, extra = int(cfg.method.heads), int(getattr(cfg.method, "extra_heads", 0))
+    dual = "ssl" in cfg and cfg.ssl.model == "dual" and heads == 2
+    size = int(cfg.data.image_size)
+    if dual:
+        nets = [create_classifier(cfg.backbone, num_classes, 1 + extra, size) for _ in range(2)]
+        return DualClassifier(*nets)
+    model = create_classifier(cfg.backbone, num_classes, heads * (1 + extra), size)
+    model.prediction_heads = heads
+    return model

@@ -21,14 +21,23 @@ class Classifier(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, backbone_features: int, num_classes: int,
-                 heads: int = 1, bottleneck_dim: int = 0):
+                 heads: int = 1, bottleneck_dim: int = 0, head_weight_norm: bool = False):
         super().__init__()
         self.backbone = backbone
         self.bottleneck = bottleneck(backbone_features, bottleneck_dim)
         self.features_dim = bottleneck_dim if bottleneck_dim > 0 else backbone_features
         self.num_classes = num_classes
-        self.heads = nn.ModuleList(nn.Linear(self.features_dim, num_classes) for _ in range(heads))
+        self.heads = nn.ModuleList(self._head(head_weight_norm) for _ in range(heads))
         self.channels_last = False
+        self.prediction_heads = heads
+
+    def _head(self, weight_norm: bool) -> nn.Module:
+        head = nn.Linear(self.features_dim, self.num_classes)
+        if weight_norm:  # Conv-Large's heads, as in the SSL papers' code
+            from torch.nn.utils.parametrizations import weight_norm as wn
+
+            head = wn(head)
+        return head
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if self.channels_last:
@@ -58,3 +67,39 @@ class DomainDiscriminator(nn.Sequential):
             nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
             nn.Linear(hidden, 1),
         )
+
+
+class DualClassifier(nn.Module):
+    """Two separate networks presented as one model with two prediction heads, so a two-model
+    method (PNL's ``ssl.model=dual``) runs the same code as two heads on one backbone.
+
+    ``forward`` returns network A's features and the logits ``[A_0, B_0, A_1, B_1, ...]``:
+    each network's first head (its prediction) first, then any extra heads (pnl_paper's
+    consistency heads). Each network keeps its own optimiser (see ``networks``).
+    """
+
+    def __init__(self, a: Classifier, b: Classifier):
+        super().__init__()
+        self.networks = nn.ModuleList([a, b])
+        self.features_dim, self.num_classes = a.features_dim, a.num_classes
+        self.prediction_heads = 2
+
+    @property
+    def heads(self) -> list[nn.Module]:
+        return [self.networks[0].heads[0], self.networks[1].heads[0]]
+
+    @property
+    def channels_last(self) -> bool:
+        return self.networks[0].channels_last
+
+    @channels_last.setter
+    def channels_last(self, value: bool) -> None:
+        for net in self.networks:
+            net.channels_last = value
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        (features, logits_a), (_, logits_b) = self.networks[0](x), self.networks[1](x)
+        return features, [z for pair in zip(logits_a, logits_b) for z in pair]
+
+    def param_groups(self, lr_mult_backbone: float) -> list[dict]:
+        return [g for net in self.networks for g in net.param_groups(lr_mult_backbone)]

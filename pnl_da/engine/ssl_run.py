@@ -1,0 +1,118 @@
+"""Semi-supervised runs: the labeled subset, the unlabeled pool and the test set of one dataset,
+trained by the same engine as domain adaptation (labeled = its "source", unlabeled = its
+"target").
+
+The labeled subset is class-balanced, drawn with ``dataset.split_seed`` (default: the run
+seed) by a generator that gives the same indices on every machine, and saved in the run
+directory (``labeled_indices.json``). The reported figure is the final model's test error;
+the best test error seen during training is kept as an oracle figure only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from pnl_da.data.base import DomainData
+from pnl_da.errors import UsageError
+
+SPLIT_FILE = "labeled_indices.json"
+
+
+def split_seed(cfg: DictConfig) -> int:
+    return int(cfg.dataset.split_seed if cfg.dataset.split_seed is not None else cfg.seed)
+
+
+def default_ssl_out_dir(cfg: DictConfig) -> Path:
+    return (Path("runs") / "ssl" / f"{cfg.dataset.name}-{cfg.dataset.labels}" / cfg.method.name
+            / f"seed{cfg.seed}")
+
+
+def _subset(data: DomainData, index: np.ndarray, split: str) -> DomainData:
+    import torch
+
+    rows = torch.from_numpy(index.astype(np.int64))
+    return DomainData(data.images.index_select(0, rows), data.labels.index_select(0, rows),
+                      data.name, split)
+
+
+def load_ssl_data(cfg: DictConfig):
+    """(RunData, split record). Everything is found and checked before anything is written."""
+    from pnl_da.data.ssl_datasets import balanced_labeled_split, get_ssl_dataset, unlabeled_pool
+    from pnl_da.engine.run import check_data_root, prepare_domain
+    from pnl_da.engine.trainer import RunData
+
+    check_data_root(cfg.data.root)
+    dataset = get_ssl_dataset(cfg.dataset.name)
+    if int(cfg.dataset.num_classes) != dataset.num_classes:
+        raise UsageError(f"dataset.num_classes={cfg.dataset.num_classes} but {dataset.name} has "
+                         f"{dataset.num_classes} classes; leave dataset.num_classes unset")
+    train = dataset.load(cfg.data.root, "train")
+    test = dataset.load(cfg.data.root, "test")
+    seed = split_seed(cfg)
+    labeled = balanced_labeled_split(train.labels, int(cfg.dataset.labels),
+                                     dataset.num_classes, seed)
+    unlabeled = unlabeled_pool(len(train), labeled)
+    record = {"dataset": dataset.name, "labels": int(cfg.dataset.labels), "split_seed": seed,
+              "train_size": len(train), "labeled": labeled.tolist()}
+    data = RunData(prepare_domain(cfg, _subset(train, labeled, "labeled")),
+                   prepare_domain(cfg, _subset(train, unlabeled, "unlabeled")),
+                   prepare_domain(cfg, test))
+    return data, record
+
+
+def check_saved_split(out_dir: Path, record: dict) -> None:
+    """On resume, the labeled subset must be the one the run started with."""
+    path = out_dir / SPLIT_FILE
+    if path.is_file() and json.loads(path.read_text()).get("labeled") != record["labeled"]:
+        raise UsageError(f"the labeled subset in {path} differs from the one drawn now "
+                         f"(split seed {record['split_seed']}); resume with the run's own "
+                         "dataset.split_seed and data, or choose another --out")
+
+
+def oracle_best(metrics_path: Path, head: str) -> dict | None:
+    """Best test accuracy over the logged evaluations: an oracle figure (it picks a step by
+    looking at the test set), reported beside the final model's, never instead of it."""
+    if not metrics_path.is_file():
+        return None
+    best = None
+    for line in metrics_path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            acc = record["accuracy"].get(head, record["accuracy"].get("mean"))
+            if acc is not None and (best is None or acc > best["accuracy"]):
+                best = {"step": record["step"], "accuracy": acc}
+    if best is None:
+        return None
+    return {"step": best["step"], "error": round(100 - best["accuracy"], 3)}
+
+
+def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
+                  out_dir: Path, steps: int) -> dict:
+    heads = evaluation["heads"]
+    predict = cfg.method.predict if cfg.method.predict in heads else "mean"
+    chosen = heads[predict]
+    names = {"a": "submodel A", "b": "submodel B", "mean": "mean of both softmaxes"}
+    if cfg.method.name == "mean_teacher":
+        names = {"a": "teacher (EMA)", "b": "student", "mean": "mean of both softmaxes"}
+    elif len(heads) == 2:  # one head: "a" and "mean" are the same model
+        names = {"a": "the model", "mean": "the model"}
+    return {
+        "dataset": cfg.dataset.name, "labels": int(cfg.dataset.labels),
+        "split_seed": split_seed(cfg),
+        "method": cfg.method.name, "seed": int(cfg.seed), "steps": steps,
+        "metrics": {"accuracy": round(chosen["accuracy"], 3),
+                    "mean_class_accuracy": round(chosen["mean_class_accuracy"], 3),
+                    "error": round(100 - chosen["accuracy"], 3)},
+        "headline": "error",
+        "prediction": predict, "prediction_is": names.get(predict, predict),
+        "heads": {h: {**{k: round(v, 3) for k, v in s.items()},
+                      "error": round(100 - s["accuracy"], 3)} for h, s in heads.items()},
+        "oracle_best_test_error": oracle_best(out_dir / "metrics.jsonl", predict),
+        "wall_time_s": round(wall_time, 2),
+        "train_steps_per_s": (round(fit["steps_trained"] / fit["train_time_s"], 2)
+                              if fit["train_time_s"] else None),
+    }

@@ -1,0 +1,62 @@
+"""Mean Teacher (Tarvainen & Valpola, 2017): the student matches, on another view of each
+unlabeled image, the softmax of its own exponential moving average (the teacher)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from pnl_da.methods.base import Batch, Method
+from pnl_da.methods.pnl import sigmoid_rampup
+from pnl_da.models.heads import DualClassifier
+
+
+def softmax_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the two softmaxes, over images and classes (USB's scale, for
+    which its weight of 50 is tuned); the teacher side carries no gradient."""
+    student = torch.softmax(student_logits.float(), dim=1)
+    teacher = torch.softmax(teacher_logits.detach().float(), dim=1)
+    return ((student - teacher) ** 2).mean()
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
+    """teacher = decay * teacher + (1 - decay) * student, for weights; buffers (BatchNorm
+    statistics) are copied."""
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.lerp_(s.detach(), 1.0 - decay)
+    for t, s in zip(teacher.buffers(), student.buffers()):
+        t.copy_(s)
+
+
+class MeanTeacher(Method):
+    name = "mean_teacher"
+    summary = "Mean Teacher: consistency with an EMA of the model on another view"
+
+    def __init__(self, cfg, model, num_classes: int):
+        super().__init__(cfg, model, num_classes)
+        self.teacher = copy.deepcopy(model)  # checkpointed with the method, never optimised
+        self.teacher.requires_grad_(False)
+
+    def views(self) -> dict[str, tuple[str, ...]]:
+        return {"source": (self.cfg.source_view,), "target": ("weak", "weak2")}
+
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        labeled, student = self.forward_all(batch.source[self.cfg.source_view],
+                                            batch.target["weak2"])
+        with torch.no_grad():
+            self.teacher.train(self.training)
+            _, teacher_logits = self.teacher(batch.target["weak"])
+        consistency = softmax_mse(student.logits[0], teacher_logits[0])
+        weight = self.cfg.weight * sigmoid_rampup(self.progress, self.cfg.ramp)
+        return {"cls": self.supervised_loss(labeled, batch.labels),
+                "consistency": weight * consistency}
+
+    def after_step(self) -> None:
+        ema_update(self.teacher, self.model, self.cfg.ema_decay)
+
+    def eval_model(self) -> nn.Module:
+        """Head a: the teacher; head b: the student."""
+        return DualClassifier(self.teacher, self.model)

@@ -1,0 +1,13 @@
+"""Supervised: the labeled images only, the lower bound of every semi-supervised table."""
+
+from __future__ import annotations
+
+from pnl_da.methods.source_only import SourceOnly
+
+
+class Supervised(SourceOnly):
+    """The same loss as source-only domain adaptation: cross-entropy on the labeled batch (its
+    weak view), no unlabeled data."""
+
+    name = "supervised"
+    summary = "supervised: cross-entropy on the labeled images only (SSL lower bound)"
