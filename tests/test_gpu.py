@@ -53,7 +53,7 @@ def test_gpu_compiled_backbone_trains_and_checkpoints_like_eager(tmp_path):
 
 
 @pytest.mark.parametrize("method,extra", [("pnl", ["ssl.model=dual"]),
-                                          ("pnl_paper", ["trainer.epochs=0"])])
+                                          ("pnl_paper", ["backbone=lenet", "trainer=digits"])])
 def test_gpu_ssl_methods_train_with_two_networks_and_beat_chance(method, extra):
     from pnl_da.config import compose
     from pnl_da.engine.ssl_run import load_ssl_data
