@@ -158,6 +158,14 @@ def test_every_ssl_method_trains_and_evaluates(method):
     assert set(result["evaluation"]["heads"]) >= {"a", "mean"}
 
 
+def test_any_timm_model_works_as_an_ssl_backbone():
+    cfg = ssl_cfg("backbone.name=resnet18", dataset="uci", steps=2, eval_every=2)
+    data, _ = load_ssl_data(cfg)
+    trainer = Trainer(cfg, data)
+    assert type(trainer.method.model.networks[0].backbone).__name__ == "ResNet"
+    assert trainer.fit()["steps_trained"] == 2
+
+
 def test_epochs_set_the_number_of_steps():
     cfg = ssl_cfg("trainer.epochs=2", "trainer.batch_size=10", "trainer.unlabeled_batch_size=40")
     data, _ = load_ssl_data(cfg)
