@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -31,3 +32,32 @@ def emit(text: str, out: Path | None) -> None:
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
+
+
+def sync(device) -> None:
+    """Wait for the device, so that a clock read after it covers the queued work."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_trainer(trainer, warmup: int, steps: int) -> dict:
+    """Run ``warmup`` then ``steps`` of the trainer's real train_step; returns the warm-up
+    seconds, seconds per timed step, peak GPU memory (GiB; nan on CPU) and the fraction of the
+    timed steps spent producing batches."""
+    cuda = trainer.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for step in range(warmup):  # worker start-up, cudnn autotuning, compilation
+        trainer.train_step(step)
+    sync(trainer.device)
+    warmup_s = time.perf_counter() - start
+    trainer.data_time = 0.0
+    start = time.perf_counter()
+    for step in range(warmup, warmup + steps):
+        trainer.train_step(step)
+    sync(trainer.device)
+    elapsed = time.perf_counter() - start
+    return {"warmup_s": warmup_s, "per_step": elapsed / steps,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
+            "data_wait": trainer.data_time / elapsed}

@@ -16,14 +16,13 @@ import datetime
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import emit  # noqa: E402
+from _common import emit, sync, time_trainer  # noqa: E402
 
 from pnl_da.config import compose  # noqa: E402
 from pnl_da.engine.run import load_run_data  # noqa: E402
@@ -59,28 +58,14 @@ def measure(variant: str, root: Path, args) -> dict:
     if "fixed" in flags:
         batch = trainer.next_batch()
         trainer.next_batch = lambda: batch
-    if trainer.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    warm_start = time.perf_counter()
-    for step in range(args.warmup):  # worker start-up, cudnn autotuning, compilation
-        trainer.train_step(step)
-    sync(trainer.device)
-    warmup_s = time.perf_counter() - warm_start
-    trainer.data_time = 0.0
-    start = time.perf_counter()
-    for step in range(args.warmup, args.warmup + args.steps):
-        trainer.train_step(step)
-    sync(trainer.device)
-    elapsed = time.perf_counter() - start
+    timing = time_trainer(trainer, args.warmup, args.steps)
     if "prof" in flags:
         profile(trainer, args.warmup + args.steps, variant)
-    per_step = elapsed / args.steps
-    peak = (torch.cuda.max_memory_allocated() / 2**30 if trainer.device.type == "cuda"
-            else float("nan"))
-    return {"method": variant, "warmup_s": warmup_s, "steps_per_s": 1 / per_step,
-            "images_per_s": 2 * args.batch / per_step, "peak_gib": peak,
-            "data_wait": trainer.data_time / elapsed,
-            "full_run_min": (per_step * FULL_RUN_STEPS + warmup_s) / 60}
+    per_step = timing["per_step"]
+    return {"method": variant, "warmup_s": timing["warmup_s"], "steps_per_s": 1 / per_step,
+            "images_per_s": 2 * args.batch / per_step, "peak_gib": timing["peak_gib"],
+            "data_wait": timing["data_wait"],
+            "full_run_min": (per_step * FULL_RUN_STEPS + timing["warmup_s"]) / 60}
 
 
 def profile(trainer, first_step: int, variant: str, steps: int = 10) -> None:
@@ -100,11 +85,6 @@ def profile(trainer, first_step: int, variant: str, steps: int = 10) -> None:
     print(table.table(sort_by=sort, row_limit=12, max_name_column_width=40), file=sys.stderr)
     print(table.table(sort_by="self_cpu_time_total", row_limit=8, max_name_column_width=40),
           file=sys.stderr)
-
-
-def sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> int:

@@ -18,14 +18,13 @@ import datetime
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import emit, machine  # noqa: E402
+from _common import emit, machine, time_trainer  # noqa: E402
 
 from pnl_da.config import compose  # noqa: E402
 from pnl_da.engine.ssl_run import load_ssl_data  # noqa: E402
@@ -47,32 +46,16 @@ def measure(name: str, overrides: list[str], root: Path, args) -> dict:
                    f"trainer.device={args.device}", *overrides], mode="ssl")
     data, _ = load_ssl_data(cfg)
     trainer = Trainer(cfg, data)
-    if trainer.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for step in range(args.warmup):
-        trainer.train_step(step)
-    sync(trainer.device)
-    trainer.data_time = 0.0
-    start = time.perf_counter()
-    for step in range(args.warmup, args.warmup + args.steps):
-        trainer.train_step(step)
-    sync(trainer.device)
-    per_step = (time.perf_counter() - start) / args.steps
+    timing = time_trainer(trainer, args.warmup, args.steps)
+    per_step = timing["per_step"]
     labeled = cfg.trainer.batch_size
     unlabeled = 0 if name == "supervised" else cfg.trainer.unlabeled_batch_size
     steps_100_epochs = 100 * (CIFAR10_TRAIN // (cfg.trainer.batch_size
                                                 + cfg.trainer.unlabeled_batch_size))
     return {"name": name, "steps_per_s": 1 / per_step,
             "images_per_s": (labeled + unlabeled) / per_step,
-            "peak_gib": (torch.cuda.max_memory_allocated() / 2**30
-                         if trainer.device.type == "cuda" else float("nan")),
-            "data_wait": trainer.data_time / (per_step * args.steps),
+            "peak_gib": timing["peak_gib"], "data_wait": timing["data_wait"],
             "run_min": per_step * steps_100_epochs / 60, "steps_100": steps_100_epochs}
-
-
-def sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> int:

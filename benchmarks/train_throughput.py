@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import emit, machine
+from _common import emit, machine, sync, time_trainer
 
 from pnl_da.config import compose
 from pnl_da.engine.run import load_run_data
@@ -44,14 +44,7 @@ def time_engine(overrides: list[str], steps: int, warmup: int, device: str) -> f
     cfg = compose(TASK + overrides + ["trainer.progress=false", f"trainer.steps={steps + warmup}",
                                       f"trainer.device={device}"])
     trainer = Trainer(cfg, load_run_data(cfg))
-    for step in range(warmup):
-        trainer.train_step(step)
-    sync(trainer.device)
-    start = time.perf_counter()
-    for step in range(warmup, warmup + steps):
-        trainer.train_step(step)
-    sync(trainer.device)
-    return (time.perf_counter() - start) / steps
+    return time_trainer(trainer, warmup, steps)["per_step"]
 
 
 def time_plain_dann(steps: int, warmup: int, device: str, batch: int = 64) -> float:
@@ -91,11 +84,6 @@ def time_plain_dann(steps: int, warmup: int, device: str, batch: int = 64) -> fl
         step(i)
     sync(dev)
     return (time.perf_counter() - start) / steps
-
-
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> int:

@@ -35,9 +35,14 @@ def _base_overrides(benchmark: str, task: str, data_root: str | None,
     source, target = bench.parse_task(task)
     base = [f"benchmark={bench.name}", f"benchmark.source={source.name}",
             f"benchmark.target={target.name}"]
+    return base + _data_root_override(data_root, overrides) + list(overrides)
+
+
+def _data_root_override(data_root: str | None, overrides: list[str]) -> list[str]:
+    """``data.root`` from --data-root (or its default), unless only an override sets it."""
     if not any(o.startswith("data.root=") for o in overrides) or data_root:
-        base.append(f"data.root={_data_root(data_root)}")
-    return base + list(overrides)
+        return [f"data.root={_data_root(data_root)}"]
+    return []
 
 
 def _out_dir(arg: str | None, default: Path) -> Path:
@@ -76,8 +81,7 @@ def cmd_ssl(args) -> int:
     base = [f"dataset={dataset.name}", f"dataset.labels={args.labels}"]
     if args.split_seed is not None:
         base.append(f"dataset.split_seed={args.split_seed}")
-    if not any(o.startswith("data.root=") for o in args.overrides) or args.data_root:
-        base.append(f"data.root={_data_root(args.data_root)}")
+    base += _data_root_override(args.data_root, args.overrides)
     cfg = compose(base + list(args.overrides), mode="ssl")
     if args.show_config:
         print(to_yaml(cfg), end="")
@@ -206,21 +210,16 @@ def cmd_download(args) -> int:
     from pnl_da.engine.run import check_data_root
 
     root = _data_root(args.data_root)
+    # a benchmark (domain adaptation) or a semi-supervised dataset: both have name + download
     if args.name.lower() not in BENCHMARKS and args.name.lower() in SSL_DATASETS:
-        dataset = get_ssl_dataset(args.name)
-        check_data_root(root)
-        if dataset.download is None:
-            print(f"{dataset.name}: bundled with pnl-da, nothing to download")
-            return 0
-        for line in dataset.download(root):
-            print(line)
-        return 0
-    bench = get_benchmark(args.name)
+        source, nothing = get_ssl_dataset(args.name), "bundled with pnl-da, nothing to download"
+    else:
+        source, nothing = get_benchmark(args.name), "nothing to download"
     check_data_root(root)
-    if bench.download is None:
-        print(f"{bench.name}: nothing to download")
+    if source.download is None:
+        print(f"{source.name}: {nothing}")
         return 0
-    for line in bench.download(root):
+    for line in source.download(root):
         print(line)
     return 0
 

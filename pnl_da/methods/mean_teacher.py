@@ -8,17 +8,10 @@ import copy
 import torch
 from torch import nn
 
+from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.pnl import sigmoid_rampup
 from pnl_da.models.heads import DualClassifier
-
-
-def softmax_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of the two softmaxes, over images and classes (USB's scale, for
-    which its weight of 50 is tuned); the teacher side carries no gradient."""
-    student = torch.softmax(student_logits.float(), dim=1)
-    teacher = torch.softmax(teacher_logits.detach().float(), dim=1)
-    return ((student - teacher) ** 2).mean()
 
 
 @torch.no_grad()
@@ -49,7 +42,9 @@ class MeanTeacher(Method):
         with torch.no_grad():
             self.teacher.train(self.training)
             _, teacher_logits = self.teacher(batch.target["weak"])
-        consistency = softmax_mse(student.logits[0], teacher_logits[0])
+        # mean squared softmax difference over images and classes (USB's scale, for
+        # which its weight of 50 is tuned)
+        consistency = softmax_mse_per_image(student.logits[0], teacher_logits[0]).mean()
         weight = self.cfg.weight * sigmoid_rampup(self.progress, self.cfg.ramp)
         return {"cls": self.supervised_loss(labeled, batch.labels),
                 "consistency": weight * consistency}

@@ -27,17 +27,10 @@ from __future__ import annotations
 
 import torch
 
+from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.losses.negative import negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch
 from pnl_da.methods.pnl import PNL, sigmoid_rampup
-
-
-def softmax_mse_per_image(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """Squared distance of two softmaxes per image, divided by the class count (as the Mean
-    Teacher / Dual Student code scales it); no gradient through the target."""
-    p = torch.softmax(logits.float(), dim=1)
-    q = torch.softmax(target_logits.detach().float(), dim=1)
-    return ((p - q) ** 2).sum(dim=1) / p.shape[1]
 
 
 def stability(v1_logits: torch.Tensor, v2_logits: torch.Tensor, threshold: float

@@ -1,5 +1,4 @@
 from pnl_da.models.factory import (
-    DIGITS_BACKBONES,
     LOCAL_BACKBONES,
     create_backbone,
     create_classifier,
@@ -8,6 +7,6 @@ from pnl_da.models.grl import WarmStartGRL, reverse_gradient, warm_start_coeff
 from pnl_da.models.heads import Classifier, DomainDiscriminator
 
 __all__ = [
-    "DIGITS_BACKBONES", "LOCAL_BACKBONES", "Classifier", "DomainDiscriminator", "WarmStartGRL",
+    "LOCAL_BACKBONES", "Classifier", "DomainDiscriminator", "WarmStartGRL",
     "create_backbone", "create_classifier", "reverse_gradient", "warm_start_coeff",
 ]

@@ -17,7 +17,6 @@ from pnl_da.models.ssl_nets import ConvLarge, wrn28_2
 # ``input_size`` (None: any size).
 LOCAL_BACKBONES: dict[str, Callable[[int], nn.Module]] = {
     "lenet": LeNet, "dtn": DTN, "convlarge": ConvLarge, "wrn28_2": wrn28_2}
-DIGITS_BACKBONES = LOCAL_BACKBONES  # older name
 
 
 def create_backbone(name: str, channels: int, image_size: int, pretrained: bool = False,
