@@ -211,10 +211,15 @@ def cmd_download(args) -> int:
 
     root = _data_root(args.data_root)
     # a benchmark (domain adaptation) or a semi-supervised dataset: both have name + download
-    if args.name.lower() not in BENCHMARKS and args.name.lower() in SSL_DATASETS:
-        source, nothing = get_ssl_dataset(args.name), "bundled with pnl-da, nothing to download"
+    name = args.name.lower()
+    if name in BENCHMARKS:
+        source, nothing = get_benchmark(name), "nothing to download"
+    elif name in SSL_DATASETS:
+        source, nothing = get_ssl_dataset(name), "bundled with pnl-da, nothing to download"
     else:
-        source, nothing = get_benchmark(args.name), "nothing to download"
+        raise UsageError(f"unknown dataset '{args.name}'; choose a benchmark "
+                         f"({', '.join(BENCHMARKS)}) or a semi-supervised dataset "
+                         f"({', '.join(SSL_DATASETS)})")
     check_data_root(root)
     if source.download is None:
         print(f"{source.name}: {nothing}")

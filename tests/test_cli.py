@@ -46,7 +46,7 @@ def assert_one_line_error(code, err, expected_code, *fragments):
     (["run", "digits", "uci->ms", "--bogus"], 2, ["--bogus"]),
     (["compare", "digits", "uci->ms", "--methods", "dann,nope"], 2, ["unknown method 'nope'"]),
     (["compare", "digits", "uci->ms", "method.kk=2"], 2, ["method.kk"]),
-    (["download", "office99"], 2, ["unknown benchmark"]),
+    (["download", "office99"], 2, ["unknown dataset 'office99'", "office31", "cifar10"]),
 ])
 def test_usage_errors(capsys, tmp_path, argv, code, fragments):
     got, out, err = run_cli(capsys, *argv, "--out", str(tmp_path / "out")) if argv[0] in (

@@ -177,9 +177,22 @@ def environment(device: str) -> dict:
             "cpu_threads": torch.get_num_threads(), "git_commit": commit or None}
 
 
-def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict) -> dict:
+def chosen_prediction(evaluation: dict, predict: str) -> tuple[str, dict, dict]:
+    """(prediction used, its scores, every head's scores rounded): the configured prediction
+    when the model has it, else the mean of the heads."""
     heads = evaluation["heads"]
-    chosen = heads[cfg.method.predict] if cfg.method.predict in heads else heads["mean"]
+    name = predict if predict in heads else "mean"
+    rounded = {h: {k: round(v, 3) for k, v in s.items()} for h, s in heads.items()}
+    return name, heads[name], rounded
+
+
+def train_rate(fit: dict) -> float | None:
+    """Training steps per second of this process (None when nothing was trained)."""
+    return round(fit["steps_trained"] / fit["train_time_s"], 2) if fit["train_time_s"] else None
+
+
+def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict) -> dict:
+    _, chosen, heads = chosen_prediction(evaluation, cfg.method.predict)
     return {
         "benchmark": cfg.benchmark.name,
         "task": f"{cfg.benchmark.source}->{cfg.benchmark.target}",
@@ -189,10 +202,9 @@ def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict) ->
                     "mean_class_accuracy": round(chosen["mean_class_accuracy"], 3)},
         "headline": HEADLINE.get(cfg.benchmark.name, "accuracy"),
         "prediction": cfg.method.predict,
-        "heads": {h: {k: round(v, 3) for k, v in s.items()} for h, s in heads.items()},
+        "heads": heads,
         "wall_time_s": round(wall_time, 2),
-        "train_steps_per_s": (round(fit["steps_trained"] / fit["train_time_s"], 2)
-                              if fit["train_time_s"] else None),
+        "train_steps_per_s": train_rate(fit),
     }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from pnl_da.data.base import DomainData
+from pnl_da.engine.run import chosen_prediction, train_rate
 from pnl_da.errors import UsageError
 
 SPLIT_FILE = "labeled_indices.json"
@@ -92,9 +93,7 @@ def oracle_best(metrics_path: Path, head: str) -> dict | None:
 
 def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
                   out_dir: Path, steps: int) -> dict:
-    heads = evaluation["heads"]
-    predict = cfg.method.predict if cfg.method.predict in heads else "mean"
-    chosen = heads[predict]
+    predict, chosen, heads = chosen_prediction(evaluation, cfg.method.predict)
     names = {"a": "submodel A", "b": "submodel B", "mean": "mean of both softmaxes"}
     if cfg.method.name == "mean_teacher":
         names = {"a": "teacher (EMA)", "b": "student", "mean": "mean of both softmaxes"}
@@ -109,10 +108,8 @@ def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict
                     "error": round(100 - chosen["accuracy"], 3)},
         "headline": "error",
         "prediction": predict, "prediction_is": names.get(predict, predict),
-        "heads": {h: {**{k: round(v, 3) for k, v in s.items()},
-                      "error": round(100 - s["accuracy"], 3)} for h, s in heads.items()},
+        "heads": {h: {**s, "error": round(100 - s["accuracy"], 3)} for h, s in heads.items()},
         "oracle_best_test_error": oracle_best(out_dir / "metrics.jsonl", predict),
         "wall_time_s": round(wall_time, 2),
-        "train_steps_per_s": (round(fit["steps_trained"] / fit["train_time_s"], 2)
-                              if fit["train_time_s"] else None),
+        "train_steps_per_s": train_rate(fit),
     }
