@@ -47,9 +47,13 @@ fi
 
 if stage sslmnist; then
   echo "== 7. semi-supervised mnist-sample, 20 labels, every method x 5 seeds"
-  python3 benchmarks/ssl_mnist.py --jobs 8 --runs "$OUT/ssl_mnist_runs" \
-    --out "$OUT/ssl_mnist_gpu.md" --json "$OUT/ssl_mnist_gpu.json" > "$OUT/ssl_mnist_log.txt" 2>&1
-  tail -12 "$OUT/ssl_mnist_gpu.md"
+  # SSL_SEEDS / SSL_METHODS / SSL_VARIANTS (space-separated NAME=METHOD,KEY=VALUE,...) widen it
+  VARIANT_ARGS=(); for v in ${SSL_VARIANTS:-}; do VARIANT_ARGS+=(--variant "$v"); done
+  python3 benchmarks/ssl_mnist.py --jobs "${SSL_JOBS:-8}" --runs "$OUT/ssl_mnist_runs" \
+    --seeds "${SSL_SEEDS:-0,1,2,3,4}" --methods "${SSL_METHODS:-supervised,mean_teacher,fixmatch,pnl,pnl_paper}" \
+    "${VARIANT_ARGS[@]}" --out "$OUT/ssl_mnist_gpu.md" --json "$OUT/ssl_mnist_gpu.json" \
+    > "$OUT/ssl_mnist_log.txt" 2>&1
+  tail -30 "$OUT/ssl_mnist_gpu.md"
   find "$OUT/ssl_mnist_runs" -name last.pt -delete  # keep result.json and metrics, not weights
 fi
 

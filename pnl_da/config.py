@@ -160,6 +160,9 @@ class PNLConfig(MethodConfig, AdversarialOptions):
     # reaches positive_threshold, its argmax is also a label for the learner. 0: off.
     positive_threshold: float = 0.0
     positive_weight: float = 1.0
+    # Distribution alignment (ReMixMatch) of the generator's probabilities before negatives and
+    # positives are chosen: lifts classes the generator under-predicts.
+    dist_align: bool = False
 
 
 @dataclass
@@ -174,6 +177,7 @@ class FixMatchConfig(MethodConfig):
     source_view: str = "weak"
     threshold: float = 0.95  # confidence above which a weak-view argmax becomes a pseudo label
     weight: float = 1.0  # lambda_u
+    dist_align: bool = False  # distribution alignment (ReMixMatch) of the weak-view probabilities
 
 
 @dataclass

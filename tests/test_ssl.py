@@ -11,6 +11,7 @@ from pnl_da.cli import main
 from pnl_da.config import compose
 from pnl_da.engine.ssl_run import load_ssl_data
 from pnl_da.engine.trainer import Trainer
+from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
 from pnl_da.methods.mean_teacher import ema_update
 from pnl_da.methods.pnl_paper import stability
@@ -87,13 +88,28 @@ def test_dual_classifier_runs_two_separate_networks():
 # -- losses -----------------------------------------------------------------------------------
 
 def test_fixmatch_loss_is_zero_without_confident_images_and_counts_confident_ones():
-    weak = torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.1, 0.0]])  # first confident, second not
+    weak = torch.softmax(torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.1, 0.0]]), 1)  # 1st confident
     strong = torch.zeros(2, 3, requires_grad=True)
     loss, rate = confident_pseudo_label_loss(weak, strong, threshold=0.95)
     assert rate.item() == 0.5
     assert loss.item() == pytest.approx(np.log(3) / 2)  # CE of a uniform strong view, halved
     none, rate = confident_pseudo_label_loss(weak, strong, threshold=0.999)
     assert none.item() == 0.0 and rate.item() == 0.0
+
+
+def test_distribution_alignment_lifts_an_under_predicted_class():
+    align = DistributionAlignment(3, momentum=0.0)  # momentum 0: the mean is the last batch
+    starved = torch.tensor([[0.6, 0.3, 0.1], [0.3, 0.6, 0.1]])  # class 2 is never predicted
+    align.train()
+    align(starved)
+    assert torch.allclose(align.model_mean, starved.mean(0))
+    image = torch.tensor([[0.45, 0.15, 0.40]])  # argmax 0, but class 2 is under-predicted
+    align.eval()
+    lifted = align(image)
+    assert lifted.argmax().item() == 2 and lifted.sum().item() == pytest.approx(1.0)
+    assert torch.allclose(align.model_mean, starved.mean(0))  # evaluation does not update it
+    uniform = DistributionAlignment(3).eval()  # a model with no bias is left as it is
+    assert torch.allclose(uniform(image), image)
 
 
 def test_ema_update_moves_the_teacher_towards_the_student():

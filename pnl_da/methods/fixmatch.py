@@ -6,16 +6,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.methods.base import Batch, Method
 
 
-def confident_pseudo_label_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor,
+def confident_pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.Tensor,
                                 threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the strong view against the weak view's argmax, counted only where
     the weak view's top probability reaches ``threshold``; averaged over the whole unlabeled
     batch (as FixMatch does). Returns the loss and the fraction of images used."""
-    probs = torch.softmax(weak_logits.detach().float(), dim=1)
-    confidence, pseudo = probs.max(dim=1)
+    confidence, pseudo = weak_probs.detach().float().max(dim=1)
     mask = (confidence >= threshold).float()
     per_image = F.cross_entropy(strong_logits.float(), pseudo, reduction="none")
     return (per_image * mask).mean(), mask.mean()
@@ -25,14 +25,20 @@ class FixMatch(Method):
     name = "fixmatch"
     summary = "FixMatch: confident weak-view pseudo labels train the strong view"
 
+    def __init__(self, cfg, model, num_classes: int):
+        super().__init__(cfg, model, num_classes)
+        self.dist_align = DistributionAlignment(num_classes) if cfg.dist_align else None
+
     def views(self) -> dict[str, tuple[str, ...]]:
         return {"source": (self.cfg.source_view,), "target": ("weak", "strong")}
 
     def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         labeled, weak, strong = self.forward_all(batch.source[self.cfg.source_view],
                                                  batch.target["weak"], batch.target["strong"])
-        unsup, used = confident_pseudo_label_loss(weak.logits[0], strong.logits[0],
-                                                  self.cfg.threshold)
+        probs = torch.softmax(weak.logits[0].detach().float(), dim=1)
+        if self.dist_align is not None:
+            probs = self.dist_align(probs)
+        unsup, used = confident_pseudo_label_loss(probs, strong.logits[0], self.cfg.threshold)
         return {"cls": self.supervised_loss(labeled, batch.labels),
                 "pseudo": self.cfg.weight * unsup,
                 "mask_rate": used}  # logged, not optimised

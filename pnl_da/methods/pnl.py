@@ -13,7 +13,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.losses.negative import negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
@@ -53,6 +55,9 @@ class PNL(Method):
         if getattr(model, "prediction_heads", len(model.heads)) != 2:
             raise ValueError("PNL needs two classifier heads (method.heads=2)")
         self.generator: torch.Generator | None = None  # set by the trainer, checkpointed
+        # one running class distribution per generator head (each submodel has its own bias)
+        self.dist_align = (nn.ModuleList(DistributionAlignment(num_classes) for _ in range(2))
+                           if cfg.dist_align else None)
 
     def alignment_kind(self) -> str:
         return self.cfg.align
@@ -82,13 +87,14 @@ class PNL(Method):
         positive = nl
         for gen_head, learn_head in exchange_pairs(cfg.exchange, step):
             probs = torch.softmax(target_gen.logits[gen_head].detach().float(), dim=1)
+            if self.dist_align is not None:
+                probs = self.dist_align[gen_head](probs)
             negatives = select_negatives(probs, cfg.k, cfg.selection, tau=cfg.tau,
                                          replacement=cfg.replacement, confidence=cfg.confidence,
                                          generator=self.generator)
             nl = nl + negative_learning_loss(target_learn.logits[learn_head], negatives)
             if cfg.positive_threshold > 0:
-                term, _ = confident_pseudo_label_loss(target_gen.logits[gen_head],
-                                                      target_learn.logits[learn_head],
+                term, _ = confident_pseudo_label_loss(probs, target_learn.logits[learn_head],
                                                       cfg.positive_threshold)
                 positive = positive + term
         losses["nl"] = self.nl_weight() * nl
