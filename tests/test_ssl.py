@@ -145,6 +145,7 @@ def test_dual_mode_has_two_optimisers_and_resume_equals_an_uninterrupted_run(tmp
     saved = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
     assert len(saved["optimizers"]) == 2
     assert any(k.startswith("model.networks.1.") for k in saved["method"])  # both models
+    assert "dist_align.1.model_mean" in saved["method"]  # pnl's running class distribution
     second = Trainer(cfg, data, tmp_path / "resumed")
     assert second.resume() and second.step == 6
     second.fit()
@@ -263,7 +264,8 @@ def test_missing_or_truncated_dataset_files_are_data_errors(tmp_path, capsys):
 
 def test_pnl_beats_supervised_on_mnist_sample_with_20_labels(tmp_path):
     """Real MNIST digits, 20 labels, 400 steps, seed 0: PNL (two heads on one LeNet teaching
-    each other pseudo-negative labels, plus confident positives, on the unlabeled pool; shared
+    each other pseudo-negative labels, plus confident positives and distribution alignment, on
+    the unlabeled pool; shared
     mode for speed, dual mode is trained in the resume test) must beat labeled-only training
     by at least 5 points of test error. Full-length figures over 5 seeds:
     benchmarks/results/ssl_mnist.md."""
