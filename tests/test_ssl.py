@@ -119,6 +119,24 @@ def test_ema_update_moves_the_teacher_towards_the_student():
     assert torch.allclose(teacher.weight, 0.9 * before + 0.1 * student.weight)
 
 
+def test_mean_teacher_starts_as_the_plain_average_of_the_student_weights():
+    cfg = ssl_cfg("method=mean_teacher")
+    data, _ = load_ssl_data(cfg)
+    method = Trainer(cfg, data).method
+    student, teacher = method.model, method.teacher
+    first = [p.detach().clone() for p in student.parameters()]
+    method.after_step()  # first update: the teacher becomes the student, not 0.1% of it
+    assert all(torch.equal(t, s) for t, s in zip(teacher.parameters(), first))
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    method.after_step()  # second: the mean of both
+    for t, s in zip(teacher.parameters(), first):
+        assert torch.allclose(t, s + 0.5)
+    method.ema_updates.fill_(10_000)
+    assert method.ema_decay() == cfg.method.ema_decay  # later: the configured decay
+
+
 def test_stability_needs_agreement_and_confidence():
     confident = torch.tensor([[6.0, 0.0], [6.0, 0.0], [0.1, 0.0]])
     other_view = torch.tensor([[6.0, 0.0], [0.0, 6.0], [0.1, 0.0]])
