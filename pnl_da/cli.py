@@ -50,23 +50,31 @@ def _out_dir(arg: str | None, default: Path) -> Path:
 
 
 def cmd_run(args) -> int:
-    from pnl_da.config import compose, to_yaml
-    from pnl_da.engine.run import default_out_dir, execute
+    from pnl_da.config import compose
+    from pnl_da.engine.run import default_out_dir
 
     cfg = compose(_base_overrides(args.benchmark, args.task, args.data_root, args.overrides))
+    return _show_or_execute(cfg, args, default_out_dir(cfg))
+
+
+def _show_or_execute(cfg, args, default_out: Path) -> int:
+    """``--show-config`` prints the resolved configuration; otherwise train it into --out (or
+    ``default_out``) and print the result line."""
+    from pnl_da.config import to_yaml
+    from pnl_da.engine.run import execute
+
     if args.show_config:
         print(to_yaml(cfg), end="")
         return 0
-    out = _out_dir(args.out, default_out_dir(cfg))
+    out = _out_dir(args.out, default_out)
     result = execute(cfg, out, resume=args.resume, log=lambda m: print(m, file=sys.stderr))
     _print_result(result, out)
     return 0
 
 
 def cmd_ssl(args) -> int:
-    from pnl_da.config import compose, to_yaml
+    from pnl_da.config import compose
     from pnl_da.data.ssl_datasets import get_ssl_dataset
-    from pnl_da.engine.run import execute
     from pnl_da.engine.ssl_run import default_ssl_out_dir
 
     dataset = get_ssl_dataset(args.dataset)
@@ -83,13 +91,7 @@ def cmd_ssl(args) -> int:
         base.append(f"dataset.split_seed={args.split_seed}")
     base += _data_root_override(args.data_root, args.overrides)
     cfg = compose(base + list(args.overrides), mode="ssl")
-    if args.show_config:
-        print(to_yaml(cfg), end="")
-        return 0
-    out = _out_dir(args.out, default_ssl_out_dir(cfg))
-    result = execute(cfg, out, resume=args.resume, log=lambda m: print(m, file=sys.stderr))
-    _print_ssl_result(result, out)
-    return 0
+    return _show_or_execute(cfg, args, default_ssl_out_dir(cfg))
 
 
 def _print_ssl_result(result: dict, out: Path) -> None:

@@ -11,7 +11,14 @@ from pnl_da.config import RunConfig, SSLRunConfig
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import load_checkpoint
 from pnl_da.engine.evaluate import batches_for, evaluate
-from pnl_da.engine.run import CONFIG, RESULT, check_data_root, prepare_domain
+from pnl_da.engine.run import (
+    CONFIG,
+    RESULT,
+    check_data_root,
+    chosen_prediction,
+    headline_metrics,
+    prepare_domain,
+)
 from pnl_da.engine.trainer import CHECKPOINT, autocast, resolve_device
 from pnl_da.errors import UsageError
 from pnl_da.methods import create_method
@@ -63,9 +70,5 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     for name, s in heads.items():
         lines.append(f"  head {name:>4}: accuracy {s['accuracy']:.2f}%, "
                      f"mean class accuracy {s['mean_class_accuracy']:.2f}%")
-    chosen = heads.get(cfg.method.predict, heads["mean"])
-    metrics = {"accuracy": round(chosen["accuracy"], 3),
-               "mean_class_accuracy": round(chosen["mean_class_accuracy"], 3)}
-    if ssl:
-        metrics["error"] = round(100 - chosen["accuracy"], 3)
-    return metrics, "\n".join(lines)
+    _, chosen, _ = chosen_prediction(result, cfg.method.predict)
+    return headline_metrics(chosen, error=ssl), "\n".join(lines)

@@ -186,6 +186,16 @@ def chosen_prediction(evaluation: dict, predict: str) -> tuple[str, dict, dict]:
     return name, heads[name], rounded
 
 
+def headline_metrics(scores: dict, error: bool = False) -> dict:
+    """The reported metrics of one prediction: accuracy and mean class accuracy, rounded, and
+    with ``error`` the test error (semi-supervised runs report it)."""
+    metrics = {"accuracy": round(scores["accuracy"], 3),
+               "mean_class_accuracy": round(scores["mean_class_accuracy"], 3)}
+    if error:
+        metrics["error"] = round(100 - scores["accuracy"], 3)
+    return metrics
+
+
 def train_rate(fit: dict) -> float | None:
     """Training steps per second of this process (None when nothing was trained)."""
     return round(fit["steps_trained"] / fit["train_time_s"], 2) if fit["train_time_s"] else None
@@ -198,8 +208,7 @@ def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict) ->
         "task": f"{cfg.benchmark.source}->{cfg.benchmark.target}",
         "source": cfg.benchmark.source, "target": cfg.benchmark.target,
         "method": cfg.method.name, "seed": int(cfg.seed), "steps": int(cfg.trainer.steps),
-        "metrics": {"accuracy": round(chosen["accuracy"], 3),
-                    "mean_class_accuracy": round(chosen["mean_class_accuracy"], 3)},
+        "metrics": headline_metrics(chosen),
         "headline": HEADLINE.get(cfg.benchmark.name, "accuracy"),
         "prediction": cfg.method.predict,
         "heads": heads,
@@ -252,7 +261,7 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
         log(f"resuming {out_dir} from step {trainer.step}")
     summary = trainer.fit()
     evaluation = summary["evaluation"]
-    confusion = evaluation["confusion"].get(cfg.method.predict, evaluation["confusion"]["mean"])
+    confusion = evaluation["confusion"][chosen_prediction(evaluation, cfg.method.predict)[0]]
     class_names = () if ssl else get_benchmark(cfg.benchmark.name).class_names
     write_text(out_dir / "per_class.csv", per_class_table(confusion, class_names))
     if ssl:

@@ -17,7 +17,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from pnl_da.data.base import DomainData
-from pnl_da.engine.run import chosen_prediction, train_rate
+from pnl_da.engine.run import chosen_prediction, headline_metrics, train_rate
 from pnl_da.errors import UsageError
 
 SPLIT_FILE = "labeled_indices.json"
@@ -103,9 +103,7 @@ def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict
         "dataset": cfg.dataset.name, "labels": int(cfg.dataset.labels),
         "split_seed": split_seed(cfg),
         "method": cfg.method.name, "seed": int(cfg.seed), "steps": steps,
-        "metrics": {"accuracy": round(chosen["accuracy"], 3),
-                    "mean_class_accuracy": round(chosen["mean_class_accuracy"], 3),
-                    "error": round(100 - chosen["accuracy"], 3)},
+        "metrics": headline_metrics(chosen, error=True),
         "headline": "error",
         "prediction": predict, "prediction_is": names.get(predict, predict),
         "heads": {h: {**s, "error": round(100 - s["accuracy"], 3)} for h, s in heads.items()},

@@ -111,14 +111,15 @@ class Trainer:
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
             model.channels_last = True
+        # the separate networks: two for a dual model, else the model itself
+        networks = list(getattr(model, "networks", [model]))
         if tcfg.compile:
-            for net in getattr(model, "networks", [model]):
+            for net in networks:
                 net.backbone.compile()  # in place: state_dict keys (checkpoints) stay the same
         self.method.generator = torch.Generator(device=self.device).manual_seed(seed + 101)
 
         # One optimiser per network: two for a dual model (each submodel keeps its own, as in
         # the SSL papers' code), one otherwise; a method's own modules join the first.
-        networks = list(getattr(model, "networks", [model]))
         per_network = [net.param_groups(cfg.backbone.lr_mult) for net in networks]
         per_network[0] = per_network[0] + self.method.extra_param_groups()
         self.optimizers = [make_sgd([{**g, "lr": tcfg.lr * g["lr_mult"]} for g in groups
