@@ -55,6 +55,36 @@ def test_threshold_marks_classes_below_tau_at_most_k(classes):
     assert (worst_chosen <= best_unchosen).all()
 
 
+@pytest.mark.parametrize("classes", CLASSES)
+def test_targeted_picks_the_learners_likeliest_among_the_generators_sure_negatives(classes):
+    gen, learner = _probs(256, classes, seed=0), _probs(256, classes, seed=1)
+    tau, k = 0.05, 3
+    mask = select_negatives(gen, k, "targeted", tau=tau, learner_probs=learner)
+    allowed = gen < tau
+    allowed.scatter_(1, gen.argmax(1, keepdim=True), False)
+    assert (mask <= allowed).all()  # reliable: below tau in the generator, never its argmax
+    assert (mask.sum(1) == allowed.sum(1).clamp(max=min(k, classes - 1))).all()
+    # among those, the learner's most probable classes (where the loss still has a gradient)
+    least_chosen = torch.where(mask, learner, torch.ones_like(learner)).min(1).values
+    most_unchosen = torch.where(allowed & ~mask, learner, torch.zeros_like(learner)).max(1).values
+    assert (least_chosen >= most_unchosen).all()
+
+
+def test_targeted_needs_the_learners_probabilities():
+    with pytest.raises(ValueError, match="learner"):
+        select_negatives(_probs(4, 10), 2, "targeted")
+
+
+def test_targeted_negatives_carry_more_gradient_than_random_ones():
+    # the learner is confidently wrong on class 3, which the generator rules out
+    gen = torch.full((1, 10), 0.01).index_fill_(1, torch.tensor([0]), 0.91)
+    logits = torch.zeros(1, 10).index_fill_(1, torch.tensor([3]), 5.0).requires_grad_()
+    mask = select_negatives(gen, 1, "targeted", learner_probs=torch.softmax(logits, 1))
+    assert mask[0].nonzero().flatten().tolist() == [3]
+    negative_learning_loss(logits, mask).backward()
+    assert logits.grad[0, 3] > 0.5  # gradient descent lowers the wrong class's logit
+
+
 def test_lowest_picks_the_least_likely_classes():
     probs = torch.tensor([[0.5, 0.3, 0.05, 0.1, 0.05 - 1e-3, 1e-3]])
     mask = select_negatives(probs, 2, "lowest")

@@ -5,22 +5,28 @@ from __future__ import annotations
 
 import torch
 
-STRATEGIES = ("random", "lowest", "sampled", "threshold")
+STRATEGIES = ("random", "lowest", "sampled", "threshold", "targeted")
 
 
 def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
                      tau: float = 0.05, replacement: bool = False, confidence: float = 0.0,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None,
+                     learner_probs: torch.Tensor | None = None) -> torch.Tensor:
     """Boolean mask (B, C) of the pseudo-negative classes of each image.
 
     ``probs`` are the generator's class probabilities (B, C). The generator's argmax is never
     chosen. ``random``, ``lowest`` and ``sampled`` mark min(k, C-1) classes per image
     (``random`` with ``replacement`` marks 1..k, as the authors' code); ``threshold`` marks the
-    classes with probability below ``tau``, at most k of them, lowest first. Images whose top
+    classes with probability below ``tau``, at most k of them, lowest first; ``targeted`` marks,
+    among the classes with generator probability below ``tau``, the k to which the learner
+    (``learner_probs``, detached) gives the most probability: the negatives that are both
+    reliable and still wrong in the learner, where the loss has a gradient. Images whose top
     probability is below ``confidence`` get no negatives.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {STRATEGIES}")
+    if strategy == "targeted" and learner_probs is None:
+        raise ValueError("selection 'targeted' needs the learner's probabilities")
     probs = probs.detach().float()
     batch, classes = probs.shape
     mask = torch.zeros_like(probs, dtype=torch.bool)
@@ -44,8 +50,11 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
             u = torch.rand(batch, classes, generator=generator, device=device)
             score = torch.log((1 - probs).clamp_min(1e-12)) - torch.log(-torch.log(
                 u.clamp(1e-12, 1 - 1e-7)))
-        else:  # threshold
+        elif strategy == "threshold":
             score = torch.where(probs < tau, -probs, torch.full_like(probs, float("-inf")))
+        else:  # targeted
+            score = torch.where(probs < tau, learner_probs.detach().float(),
+                                torch.full_like(probs, float("-inf")))
         score = score.scatter(1, top, float("-inf"))
         values, chosen = score.topk(count, dim=1)
         mask.scatter_(1, chosen, values > float("-inf"))

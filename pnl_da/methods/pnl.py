@@ -89,12 +89,15 @@ class PNL(Method):
             probs = torch.softmax(target_gen.logits[gen_head].detach().float(), dim=1)
             if self.dist_align is not None:
                 probs = self.dist_align[gen_head](probs)
+            learner_logits = target_learn.logits[learn_head]
             negatives = select_negatives(probs, cfg.k, cfg.selection, tau=cfg.tau,
                                          replacement=cfg.replacement, confidence=cfg.confidence,
-                                         generator=self.generator)
-            nl = nl + negative_learning_loss(target_learn.logits[learn_head], negatives)
+                                         generator=self.generator,
+                                         learner_probs=torch.softmax(
+                                             learner_logits.detach().float(), dim=1))
+            nl = nl + negative_learning_loss(learner_logits, negatives)
             if cfg.positive_threshold > 0:
-                term, _ = confident_pseudo_label_loss(probs, target_learn.logits[learn_head],
+                term, _ = confident_pseudo_label_loss(probs, learner_logits,
                                                       cfg.positive_threshold)
                 positive = positive + term
         losses["nl"] = self.nl_weight() * nl

@@ -91,7 +91,9 @@ class PNLPaper(PNL):
             generator_probs = torch.softmax(u1.logits[self.CLASS[y]].detach().float(), dim=1)
             negatives = select_negatives(generator_probs, cfg.k, cfg.selection, tau=cfg.tau,
                                          replacement=cfg.replacement,
-                                         confidence=cfg.confidence, generator=self.generator)
+                                         confidence=cfg.confidence, generator=self.generator,
+                                         learner_probs=torch.softmax(
+                                             u1.logits[cls_x].detach().float(), dim=1))
             negatives &= ~learns.unsqueeze(1)  # only where X got no stabilization target
             losses["nl"] = losses["nl"] + cfg.weight * ramp * negative_learning_loss(
                 u1.logits[cls_x], negatives)
