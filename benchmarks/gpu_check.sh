@@ -48,8 +48,10 @@ fi
 if stage sslmnist; then
   echo "== 7. semi-supervised mnist-sample, 20 labels, every method x 5 seeds"
   # SSL_SEEDS / SSL_METHODS / SSL_VARIANTS (space-separated NAME=METHOD,KEY=VALUE,...) widen it
+  # SSL_TIMEOUT (seconds) stops the sweep early (SIGINT: the pool stops its workers); finished runs keep their result.json, and
+  # `ssl_mnist.py --runs DIR` with the same rows builds the table from them afterwards.
   VARIANT_ARGS=(); for v in ${SSL_VARIANTS:-}; do VARIANT_ARGS+=(--variant "$v"); done
-  python3 benchmarks/ssl_mnist.py --jobs "${SSL_JOBS:-8}" --runs "$OUT/ssl_mnist_runs" \
+  timeout -s INT "${SSL_TIMEOUT:-0}" python3 benchmarks/ssl_mnist.py --jobs "${SSL_JOBS:-8}" --runs "$OUT/ssl_mnist_runs" \
     --seeds "${SSL_SEEDS:-0,1,2,3,4}" --methods "${SSL_METHODS:-supervised,mean_teacher,fixmatch,pnl,pnl_paper}" \
     "${VARIANT_ARGS[@]}" --out "$OUT/ssl_mnist_gpu.md" --json "$OUT/ssl_mnist_gpu.json" \
     > "$OUT/ssl_mnist_log.txt" 2>&1
