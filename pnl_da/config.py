@@ -146,9 +146,9 @@ class PNLConfig(MethodConfig, AdversarialOptions):
     heads: int = 2
     align: str = "dann"  # none | dann | cdan: adversarial alignment stacked under PNL
     k: int = 2  # pseudo-negative labels per image
-    selection: str = "random"  # random | lowest | sampled | threshold | targeted
+    selection: str = "random"  # random | lowest | sampled | threshold | targeted | runner_up
     replacement: bool = False  # random: draw with replacement (authors' code)
-    tau: float = 0.05  # threshold, targeted: only classes with generator probability below tau
+    tau: float = 0.05  # threshold, targeted, runner_up: only classes with generator probability below tau
     exchange: str = "both"  # both | alternate
     generator_view: str = "weak"  # weak | same
     weight: float = 1.0  # maximum weight of the negative-learning term
@@ -262,7 +262,8 @@ CHOICES = {
     "method.target_view": ("none", "weak", "strong"),
     "method.predict": ("a", "b", "mean"),
     "method.align": ("none", "dann", "cdan"),
-    "method.selection": ("random", "lowest", "sampled", "threshold", "targeted"),
+    "method.selection": ("random", "lowest", "sampled", "threshold", "targeted",
+                         "runner_up"),
     "method.exchange": ("both", "alternate"),
     "method.generator_view": ("weak", "same"),
     "trainer.precision": ("auto", "fp32", "bf16"),

@@ -70,9 +70,21 @@ def test_targeted_picks_the_learners_likeliest_among_the_generators_sure_negativ
     assert (least_chosen >= most_unchosen).all()
 
 
-def test_targeted_needs_the_learners_probabilities():
+def test_runner_up_is_targeted_without_the_learners_own_argmax():
+    gen, learner = _probs(512, 10, seed=2), _probs(512, 10, seed=3)
+    targeted = select_negatives(gen, 2, "targeted", tau=0.2, learner_probs=learner)
+    runner_up = select_negatives(gen, 2, "runner_up", tau=0.2, learner_probs=learner)
+    learner_top = learner.argmax(1, keepdim=True)
+    assert targeted.gather(1, learner_top).any()  # the case it exists for occurs here
+    assert not runner_up.gather(1, learner_top).any()
+    spared = ~targeted.gather(1, learner_top).squeeze(1)  # images where both rules agree
+    assert torch.equal(runner_up[spared], targeted[spared])
+
+
+@pytest.mark.parametrize("strategy", ["targeted", "runner_up"])
+def test_targeted_needs_the_learners_probabilities(strategy):
     with pytest.raises(ValueError, match="learner"):
-        select_negatives(_probs(4, 10), 2, "targeted")
+        select_negatives(_probs(4, 10), 2, strategy)
 
 
 def test_targeted_negatives_carry_more_gradient_than_random_ones():

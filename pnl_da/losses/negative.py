@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-STRATEGIES = ("random", "lowest", "sampled", "threshold", "targeted")
+STRATEGIES = ("random", "lowest", "sampled", "threshold", "targeted", "runner_up")
 
 
 def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
@@ -20,13 +20,15 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
     classes with probability below ``tau``, at most k of them, lowest first; ``targeted`` marks,
     among the classes with generator probability below ``tau``, the k to which the learner
     (``learner_probs``, detached) gives the most probability: the negatives that are both
-    reliable and still wrong in the learner, where the loss has a gradient. Images whose top
+    reliable and still wrong in the learner, where the loss has a gradient; ``runner_up`` is
+    ``targeted`` that never marks the learner's own argmax (where the generator is confidently
+    wrong, ``targeted`` would push the learner's right answer down). Images whose top
     probability is below ``confidence`` get no negatives.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {STRATEGIES}")
-    if strategy == "targeted" and learner_probs is None:
-        raise ValueError("selection 'targeted' needs the learner's probabilities")
+    if strategy in ("targeted", "runner_up") and learner_probs is None:
+        raise ValueError(f"selection {strategy!r} needs the learner's probabilities")
     probs = probs.detach().float()
     batch, classes = probs.shape
     mask = torch.zeros_like(probs, dtype=torch.bool)
@@ -52,9 +54,11 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
                 u.clamp(1e-12, 1 - 1e-7)))
         elif strategy == "threshold":
             score = torch.where(probs < tau, -probs, torch.full_like(probs, float("-inf")))
-        else:  # targeted
-            score = torch.where(probs < tau, learner_probs.detach().float(),
-                                torch.full_like(probs, float("-inf")))
+        else:  # targeted, runner_up
+            learner = learner_probs.detach().float()
+            score = torch.where(probs < tau, learner, torch.full_like(probs, float("-inf")))
+            if strategy == "runner_up":
+                score = score.scatter(1, learner.argmax(dim=1, keepdim=True), float("-inf"))
         score = score.scatter(1, top, float("-inf"))
         values, chosen = score.topk(count, dim=1)
         mask.scatter_(1, chosen, values > float("-inf"))
