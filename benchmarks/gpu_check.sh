@@ -4,7 +4,8 @@
 #   2. training throughput of every method against the plain DANN loop, on the GPU;
 #   3. the PNL ablation on digits uci->mnist-sample, 3 seeds, 8 runs at a time;
 #   4. `pnl-da compare` of source_only, dann, cdan and pnl (the ablation's best variant), 3 seeds;
-#   5. Office-31-format ResNet-50 at 224, 32+32 images per step (source_only, dann, pnl): steps/s,
+#   5. Office-31-format ResNet-50 at 224, 32+32 images per step (source_only, dann, pnl, and pnl
+#      with CUDA graphs: trainer.compile_mode=reduce-overhead): steps/s,
 #      images/s, peak memory, data-wait fraction, projected 20,000-step run.
 #   6. (stage ssl) CIFAR-10 Conv-Large, the PNL authors' schedule: pnl (dual) vs supervised,
 #      images/s and the projected 100-epoch run.
@@ -26,7 +27,8 @@ STAGES=${STAGES:-tests throughput ablation compare office}
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
 stage tests && echo "== 1. GPU tests" && \
-python3 -m pytest -q -m gpu tests/ -p no:cacheprovider 2>&1 | tail -5 | tee "$OUT/gpu_tests.txt"
+python3 -m pytest -q -m gpu ${GPU_TESTS_K:+-k "$GPU_TESTS_K"} tests/ -p no:cacheprovider 2>&1 \
+  | tail -5 | tee "$OUT/gpu_tests.txt"  # GPU_TESTS_K: a pytest -k filter
 
 stage throughput && echo "== 2. throughput" && \
 python3 benchmarks/train_throughput.py --device cuda --steps 300 --repeats 3 \
@@ -42,14 +44,16 @@ fi
 if stage office; then
   echo "== 5. office31 resnet50 throughput"
   python3 benchmarks/office_throughput.py --backbone resnet50 --steps 200 --workers 12 \
+    --methods "${OFFICE_METHODS:-source_only,dann,pnl,pnl+graphs}" \
     --out "$OUT/office_throughput_gpu.md" 2>&1 | tail -8
 fi
 
 if stage sslmnist; then
   echo "== 7. semi-supervised mnist-sample, 20 labels, every method x 5 seeds"
   # SSL_SEEDS / SSL_METHODS / SSL_VARIANTS (space-separated NAME=METHOD,KEY=VALUE,...) widen it
-  # SSL_TIMEOUT (seconds) stops the sweep early (SIGINT: the pool stops its workers); finished runs keep their result.json, and
-  # `ssl_mnist.py --runs DIR` with the same rows builds the table from them afterwards.
+  # SSL_TIMEOUT (seconds) stops the sweep early (SIGINT: the pool stops its workers); finished
+  # runs keep their result.json, and `ssl_mnist.py --runs DIR` with the same rows builds the
+  # table from them afterwards.
   VARIANT_ARGS=(); for v in ${SSL_VARIANTS:-}; do VARIANT_ARGS+=(--variant "$v"); done
   timeout -s INT "${SSL_TIMEOUT:-0}" python3 benchmarks/ssl_mnist.py --jobs "${SSL_JOBS:-8}" --runs "$OUT/ssl_mnist_runs" \
     --seeds "${SSL_SEEDS:-0,1,2,3,4}" --methods "${SSL_METHODS:-supervised,mean_teacher,fixmatch,pnl,pnl_paper}" \

@@ -42,6 +42,8 @@ def assert_one_line_error(code, err, expected_code, *fragments):
                                                               "trainer.steps"]),
     (["run", "digits", "uci->ms", "method.selection=best"], 2, ["method.selection",
                                                                  "random"]),
+    (["run", "digits", "uci->ms", "trainer.compile_mode=fast"], 2, ["trainer.compile_mode",
+                                                                    "reduce-overhead"]),
     (["run", "digits", "uci->ms", "+trainer.extra=1"], 2, ["keys are fixed"]),
     (["run", "digits", "uci->ms", "--bogus"], 2, ["--bogus"]),
     (["compare", "digits", "uci->ms", "--methods", "dann,nope"], 2, ["unknown method 'nope'"]),
@@ -123,6 +125,19 @@ def test_resume_refuses_another_configuration(capsys, tmp_path):
                            str(out), "--resume", *FAST, "trainer.lr=0.5")
     assert_one_line_error(code, err, 2, "trainer.lr")
     assert _digest(out) == before
+
+
+@pytest.mark.parametrize("mode,overrides", [("da", ["benchmark=digits"]),
+                                             ("ssl", ["dataset=mnist-sample"])])
+def test_a_run_saved_before_a_key_existed_still_matches_at_that_keys_default(mode, overrides):
+    from pnl_da.config import compose, to_yaml
+    from pnl_da.engine.run import comparable
+
+    now = to_yaml(compose(overrides, mode=mode))
+    older = now.replace("  compile_mode: default\n", "")  # as saved before the key existed
+    assert older != now and comparable(older) == comparable(now)
+    other = now.replace("compile_mode: default", "compile_mode: reduce-overhead")
+    assert comparable(other) != comparable(older)
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path):

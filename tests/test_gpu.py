@@ -52,6 +52,21 @@ def test_gpu_compiled_backbone_trains_and_checkpoints_like_eager(tmp_path):
     assert not any("_orig_mod" in k for k in keys)  # checkpoints load into an eager model
 
 
+def test_gpu_cuda_graph_backbone_learns_resumes_and_evaluates(tmp_path):
+    # reduce-overhead: the backbone's forward and backward replay as CUDA graphs, whose outputs
+    # are reused from step to step; training, evaluation and a resume must all still work
+    cfg = make_cfg("method=pnl", "trainer.device=cuda", "trainer.compile=true",
+                   "trainer.compile_mode=reduce-overhead", steps=300, eval_every=150)
+    data = load_run_data(cfg)
+    first = Trainer(cfg, data, tmp_path)
+    first.fit(stop_at=150)
+    second = Trainer(cfg, data, tmp_path)
+    assert second.resume() and second.step == 150
+    accuracy = second.fit()["evaluation"]["heads"]["mean"]["accuracy"]
+    assert accuracy > 40.0  # chance is 10%
+    assert not any("_orig_mod" in k for k in second.method.state_dict())
+
+
 @pytest.mark.parametrize("method,extra", [("pnl", ["ssl.model=dual"]),
                                           ("pnl_paper", ["backbone=lenet", "trainer=digits"])])
 def test_gpu_ssl_methods_train_with_two_networks_and_beat_chance(method, extra):

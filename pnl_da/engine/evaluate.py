@@ -75,6 +75,7 @@ def predict(model, batches, autocast) -> dict[str, torch.Tensor]:
     preds: dict[str, list[torch.Tensor]] = {}
     try:
         for x, _ in batches:
+            torch.compiler.cudagraph_mark_step_begin()  # see Trainer.train_step
             with autocast():
                 _, logits = model(x)
             # only the prediction heads (not pnl_paper's consistency heads)

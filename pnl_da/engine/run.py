@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pnl_da.config import to_yaml
+from pnl_da.config import RunConfig, SSLRunConfig, to_yaml
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.evaluate import per_class_table
@@ -43,7 +43,12 @@ def default_out_dir(cfg: DictConfig) -> Path:
 
 
 def comparable(cfg_yaml: str) -> dict:
-    data = OmegaConf.to_container(OmegaConf.create(cfg_yaml), resolve=True)
+    """The configuration as compared for reuse and resume: on the schema, so that a run saved
+    before a key existed compares equal when that key is at its default."""
+    saved = OmegaConf.create(cfg_yaml)
+    schema = SSLRunConfig if "dataset" in saved else RunConfig
+    data = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), saved),
+                                  resolve=True)
     for key in IGNORED_FOR_REUSE:
         section, _, leaf = key.partition(".")
         data.get(section, {}).pop(leaf, None)

@@ -115,7 +115,8 @@ class Trainer:
         networks = list(getattr(model, "networks", [model]))
         if tcfg.compile:
             for net in networks:
-                net.backbone.compile()  # in place: state_dict keys (checkpoints) stay the same
+                # in place: state_dict keys (checkpoints) stay the same
+                net.backbone.compile(mode=tcfg.compile_mode)
         self.method.generator = torch.Generator(device=self.device).manual_seed(seed + 101)
 
         # One optimiser per network: two for a dual model (each submodel keeps its own, as in
@@ -177,6 +178,8 @@ class Trainer:
         return Batch(source_views, labels, target_views)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        # a new step: CUDA-graph outputs of the last one may be overwritten (reduce-overhead)
+        torch.compiler.cudagraph_mark_step_begin()
         self.method.set_progress(step / self.total_steps)
         self.set_lr(step)
         t0 = time.perf_counter()
