@@ -4,8 +4,8 @@
 #   2. training throughput of every method against the plain DANN loop, on the GPU;
 #   3. the PNL ablation on digits uci->mnist-sample, 3 seeds, 8 runs at a time;
 #   4. `pnl-da compare` of source_only, dann, cdan and pnl (the ablation's best variant), 3 seeds;
-#   5. Office-31-format ResNet-50 at 224, 32+32 images per step (source_only, dann, pnl, and pnl
-#      with CUDA graphs: trainer.compile_mode=reduce-overhead): steps/s,
+#   5. Office-31-format ResNet-50 at 224, 32+32 images per step (source_only, dann, pnl with the
+#      preset's CUDA graphs, and pnl+eager without them): steps/s,
 #      images/s, peak memory, data-wait fraction, projected 20,000-step run.
 #   6. (stage ssl) CIFAR-10 Conv-Large, the PNL authors' schedule: pnl (dual) vs supervised,
 #      images/s and the projected 100-epoch run.
@@ -44,7 +44,7 @@ fi
 if stage office; then
   echo "== 5. office31 resnet50 throughput"
   python3 benchmarks/office_throughput.py --backbone resnet50 --steps 200 --workers 12 \
-    --methods "${OFFICE_METHODS:-source_only,dann,pnl,pnl+graphs}" \
+    --methods "${OFFICE_METHODS:-source_only,dann,pnl,pnl+eager}" \
     --out "$OUT/office_throughput_gpu.md" 2>&1 | tail -8
 fi
 

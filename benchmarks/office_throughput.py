@@ -34,13 +34,13 @@ FULL_RUN_STEPS = 20_000  # tllib's 20 x 1000 iterations
 
 def measure(variant: str, root: Path, args) -> dict:
     """One row; VARIANT is a method name, optionally with '+compile' (torch.compile the
-    backbone), '+graphs' (the same in mode reduce-overhead: CUDA graphs), '+nobench' (cuDNN
-    autotuning off), '+nchw' (no channels_last), '+wN' (N loader
+    backbone), '+eager' (no CUDA graphs, which the image benchmarks' trainer preset turns on),
+    '+nobench' (cuDNN autotuning off), '+nchw' (no channels_last), '+wN' (N loader
     workers) or '+fixed' (one batch reused every step: the model's own ceiling, with no input
     pipeline at all); '+prof' also prints the top operators of 10 profiled steps."""
     method, *flags = variant.split("+")
     extra = {"compile": ["trainer.compile=true"],
-             "graphs": ["trainer.compile=true", "trainer.compile_mode=reduce-overhead"],
+             "eager": ["trainer.cuda_graphs=false"],
              "nobench": ["trainer.cudnn_benchmark=false"], "fixed": [], "prof": [],
              "nchw": ["trainer.channels_last=false"]}
     extra.update({f: [f"data.workers={f[1:]}"] for f in flags
@@ -99,7 +99,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=10)
     parser.add_argument("--methods", default="source_only,dann,pnl",
-                        help="comma-separated; a method may carry +compile, +graphs, +nobench, +wN, +fixed, "
+                        help="comma-separated; a method may carry +compile, +eager, +nobench, +wN, +fixed, "
                              "+prof (see measure())")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None)

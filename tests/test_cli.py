@@ -42,8 +42,6 @@ def assert_one_line_error(code, err, expected_code, *fragments):
                                                               "trainer.steps"]),
     (["run", "digits", "uci->ms", "method.selection=best"], 2, ["method.selection",
                                                                  "random"]),
-    (["run", "digits", "uci->ms", "trainer.compile_mode=fast"], 2, ["trainer.compile_mode",
-                                                                    "reduce-overhead"]),
     (["run", "digits", "uci->ms", "+trainer.extra=1"], 2, ["keys are fixed"]),
     (["run", "digits", "uci->ms", "--bogus"], 2, ["--bogus"]),
     (["compare", "digits", "uci->ms", "--methods", "dann,nope"], 2, ["unknown method 'nope'"]),
@@ -134,9 +132,9 @@ def test_a_run_saved_before_a_key_existed_still_matches_at_that_keys_default(mod
     from pnl_da.engine.run import comparable
 
     now = to_yaml(compose(overrides, mode=mode))
-    older = now.replace("  compile_mode: default\n", "")  # as saved before the key existed
+    older = now.replace("  cuda_graphs: false\n", "")  # as saved before the key existed
     assert older != now and comparable(older) == comparable(now)
-    other = now.replace("compile_mode: default", "compile_mode: reduce-overhead")
+    other = now.replace("cuda_graphs: false", "cuda_graphs: true")
     assert comparable(other) != comparable(older)
 
 

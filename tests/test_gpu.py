@@ -53,12 +53,13 @@ def test_gpu_compiled_backbone_trains_and_checkpoints_like_eager(tmp_path):
 
 
 def test_gpu_cuda_graph_backbone_learns_resumes_and_evaluates(tmp_path):
-    # reduce-overhead: the backbone's forward and backward replay as CUDA graphs, whose outputs
+    # the backbone's forward and backward replay as CUDA graphs (reduce-overhead), whose outputs
     # are reused from step to step; training, evaluation and a resume must all still work
-    cfg = make_cfg("method=pnl", "trainer.device=cuda", "trainer.compile=true",
-                   "trainer.compile_mode=reduce-overhead", steps=300, eval_every=150)
+    cfg = make_cfg("method=pnl", "trainer.device=cuda", "trainer.cuda_graphs=true", steps=300,
+                   eval_every=150)
     data = load_run_data(cfg)
     first = Trainer(cfg, data, tmp_path)
+    assert first.cuda_graphs
     first.fit(stop_at=150)
     second = Trainer(cfg, data, tmp_path)
     assert second.resume() and second.step == 150

@@ -113,10 +113,11 @@ class Trainer:
             model.channels_last = True
         # the separate networks: two for a dual model, else the model itself
         networks = list(getattr(model, "networks", [model]))
-        if tcfg.compile:
+        self.cuda_graphs = on_gpu and tcfg.cuda_graphs
+        if tcfg.compile or self.cuda_graphs:
             for net in networks:
                 # in place: state_dict keys (checkpoints) stay the same
-                net.backbone.compile(mode=tcfg.compile_mode)
+                net.backbone.compile(mode="reduce-overhead" if self.cuda_graphs else "default")
         self.method.generator = torch.Generator(device=self.device).manual_seed(seed + 101)
 
         # One optimiser per network: two for a dual model (each submodel keeps its own, as in
@@ -178,7 +179,7 @@ class Trainer:
         return Batch(source_views, labels, target_views)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        # a new step: CUDA-graph outputs of the last one may be overwritten (reduce-overhead)
+        # a new step: CUDA-graph outputs of the last one may be overwritten (cuda_graphs)
         torch.compiler.cudagraph_mark_step_begin()
         self.method.set_progress(step / self.total_steps)
         self.set_lr(step)
