@@ -115,6 +115,9 @@ class MethodConfig:
     source_view: str = "none"  # none | weak | strong: augmentation of the source batch
     target_view: str = "none"  # augmentation of the target batch the alignment sees
     predict: str = "mean"  # test-time prediction: a | b | mean (of the heads' softmaxes)
+    # > 0: score the run with an exponential moving average of the weights with this decay
+    # (USB scores every algorithm so, with 0.999); 0: the trained weights themselves
+    eval_ema: float = 0.0
 
 
 @dataclass
@@ -323,6 +326,7 @@ def compose(overrides: list[str], mode: str = "da") -> DictConfig:
     finally:
         GlobalHydra.instance().clear()
     _check_choices(cfg)
+    _check_eval_ema(cfg.method)
     return cfg
 
 
@@ -376,6 +380,16 @@ def _check_choices(cfg: DictConfig) -> None:
         if value is not None and str(value).lower() not in allowed:
             raise UsageError(f"bad value '{value}' for '{key}'; "
                              f"choose one of: {', '.join(allowed)}")
+
+
+def _check_eval_ema(method: DictConfig) -> None:
+    decay = float(method.get("eval_ema", 0.0))
+    if not 0.0 <= decay < 1.0:
+        raise UsageError(f"bad value {decay} for 'method.eval_ema'; use a decay in [0, 1), "
+                         "e.g. 0.999, or 0 to score the trained weights")
+    if decay > 0 and method.name == "mean_teacher":
+        raise UsageError("mean_teacher already scores its EMA teacher (method.ema_decay); "
+                         "leave method.eval_ema at 0")
 
 
 def to_yaml(cfg: DictConfig) -> str:

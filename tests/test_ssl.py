@@ -13,8 +13,8 @@ from pnl_da.engine.ssl_run import load_ssl_data
 from pnl_da.engine.trainer import Trainer
 from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
-from pnl_da.methods.mean_teacher import ema_update
 from pnl_da.methods.pnl_paper import stability
+from pnl_da.models.averaging import ema_update
 from pnl_da.models.factory import create_backbone
 from pnl_da.models.heads import Classifier, DualClassifier
 from tests.fake_datasets import write_mnist_idx
@@ -137,6 +137,46 @@ def test_mean_teacher_starts_as_the_plain_average_of_the_student_weights():
     assert method.ema_decay() == cfg.method.ema_decay  # later: the configured decay
 
 
+def test_eval_ema_scores_the_average_of_the_weights_and_checkpoints_it(tmp_path):
+    cfg = ssl_cfg("method=fixmatch", "method.eval_ema=0.9", steps=12, eval_every=6)
+    data, _ = load_ssl_data(cfg)
+    trainer = Trainer(cfg, data, tmp_path / "run")
+    method = trainer.method
+    assert method.eval_model() is method.weight_average
+    weights = []  # the model's weights after every step, to average by hand
+    after_step = method.after_step
+
+    def record():
+        weights.append([p.detach().clone() for p in method.model.parameters()])
+        after_step()
+    method.after_step = record
+    trainer.fit()
+    expected = weights[0]  # warm-up: decay min(0.9, 1 - 1/(n+1)) after n updates
+    for n, step_weights in enumerate(weights[1:], start=1):
+        decay = min(0.9, 1 - 1 / (n + 1))
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, step_weights)]
+    for got, want in zip(method.weight_average.parameters(), expected):
+        assert torch.allclose(got, want, atol=1e-6)
+    assert not all(torch.equal(a, m) for a, m in zip(method.weight_average.parameters(),
+                                                      method.model.parameters()))
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    assert int(saved["method"]["average_updates"]) == 12
+    assert any(k.startswith("weight_average.") for k in saved["method"])
+
+
+def test_eval_ema_result_names_it_and_evaluate_reproduces_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["ssl", "mnist-sample", "--labels", "20", "--out", str(out), "method=fixmatch",
+                 "method.eval_ema=0.99", "trainer.steps=10", "trainer.eval_every=10",
+                 "trainer.progress=false", "trainer.device=cpu"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert "EMA of the weights (decay 0.99)" in result["prediction_is"]
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0  # restores and scores the same averaged weights
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last == result["metrics"]
+
+
 def test_stability_needs_agreement_and_confidence():
     confident = torch.tensor([[6.0, 0.0], [6.0, 0.0], [0.1, 0.0]])
     other_view = torch.tensor([[6.0, 0.0], [0.0, 6.0], [0.1, 0.0]])
@@ -147,8 +187,9 @@ def test_stability_needs_agreement_and_confidence():
 
 # -- the engine ---------------------------------------------------------------------------------
 
-def test_dual_mode_has_two_optimisers_and_resume_equals_an_uninterrupted_run(tmp_path):
-    cfg = ssl_cfg(steps=12, eval_every=6)
+@pytest.mark.parametrize("extra", [[], ["method.eval_ema=0.9"]])
+def test_dual_mode_has_two_optimisers_and_resume_equals_an_uninterrupted_run(tmp_path, extra):
+    cfg = ssl_cfg(*extra, steps=12, eval_every=6)
     data, _ = load_ssl_data(cfg)
     straight = Trainer(cfg, data, tmp_path / "straight")
     assert len(straight.optimizers) == 2
@@ -254,6 +295,9 @@ def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys
     (["run", "cifar10", "A->B"], 2, "pnl-da ssl cifar10"),
     (["run", "digits", "uci->mnist-sample", "--labels", "20"], 2, "pnl-da ssl"),
     (["ssl", "cifar10", "--labels", "40", "method=dann"], 2, "unknown method"),
+    (["ssl", "mnist-sample", "--labels", "20", "method.eval_ema=1.5"], 2, "method.eval_ema"),
+    (["ssl", "mnist-sample", "--labels", "20", "method=mean_teacher", "method.eval_ema=0.9"], 2,
+     "already scores its EMA teacher"),
 ])
 def test_bad_ssl_input_is_one_line_and_the_right_exit_code(argv, code, words, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path / "out")] if argv[0] == "ssl" else argv) == code

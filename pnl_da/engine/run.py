@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pnl_da.config import RunConfig, SSLRunConfig, to_yaml
+from pnl_da.config import METHOD_SCHEMAS, RunConfig, SSLRunConfig, to_yaml
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.evaluate import per_class_table
@@ -47,8 +47,11 @@ def comparable(cfg_yaml: str) -> dict:
     before a key existed compares equal when that key is at its default."""
     saved = OmegaConf.create(cfg_yaml)
     schema = SSLRunConfig if "dataset" in saved else RunConfig
-    data = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), saved),
-                                  resolve=True)
+    merged = OmegaConf.merge(OmegaConf.structured(schema), saved)
+    method_schema = METHOD_SCHEMAS.get(OmegaConf.select(saved, "method.name", default=""))
+    if method_schema is not None:
+        merged.method = OmegaConf.merge(OmegaConf.structured(method_schema), saved.method)
+    data = OmegaConf.to_container(merged, resolve=True)
     for key in IGNORED_FOR_REUSE:
         section, _, leaf = key.partition(".")
         data.get(section, {}).pop(leaf, None)

@@ -105,7 +105,9 @@ def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict
         "method": cfg.method.name, "seed": int(cfg.seed), "steps": steps,
         "metrics": headline_metrics(chosen, error=True),
         "headline": "error",
-        "prediction": predict, "prediction_is": names.get(predict, predict),
+        "prediction": predict,
+        "prediction_is": names.get(predict, predict) + (
+            f", EMA of the weights (decay {cfg.method.eval_ema})" if cfg.method.eval_ema else ""),
         "heads": {h: {**s, "error": round(100 - s["accuracy"], 3)} for h, s in heads.items()},
         "oracle_best_test_error": oracle_best(out_dir / "metrics.jsonl", predict),
         "wall_time_s": round(wall_time, 2),

@@ -8,6 +8,7 @@ and the optional adversarial alignment (DANN or CDAN) on the features.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from pnl_da.losses.adversarial import (
     MultiLinearMap,
     RandomizedMultiLinearMap,
 )
+from pnl_da.models.averaging import ema_update, warmed_decay
 from pnl_da.models.grl import WarmStartGRL
 from pnl_da.models.heads import Classifier, DomainDiscriminator
 
@@ -83,16 +85,27 @@ class Method(nn.Module):
         self.alignment = (Alignment(kind, cfg, model.features_dim, num_classes)
                           if kind != "none" else None)
         self.progress = 0.0
+        # method.eval_ema > 0: runs are scored with an EMA of the weights (USB's evaluation);
+        # checkpointed with the method, never optimised
+        self.weight_average = None
+        if getattr(cfg, "eval_ema", 0.0) > 0:
+            self.weight_average = copy.deepcopy(model).requires_grad_(False)
+            self.register_buffer("average_updates", torch.zeros((), dtype=torch.long))
 
     def alignment_kind(self) -> str:
         return "none"
 
     def eval_model(self) -> nn.Module:
-        """The model evaluation scores (Mean Teacher: teacher and student side by side)."""
-        return self.model
+        """The model evaluation scores: the weights, or their EMA with ``method.eval_ema``
+        (Mean Teacher: teacher and student side by side)."""
+        return self.weight_average if self.weight_average is not None else self.model
 
     def after_step(self) -> None:
         """Called after each optimiser step (Mean Teacher updates its teacher here)."""
+        if self.weight_average is not None:
+            ema_update(self.weight_average, self.model,
+                       warmed_decay(self.cfg.eval_ema, int(self.average_updates)))
+            self.average_updates += 1
 
     def views(self) -> dict[str, tuple[str, ...]]:
         """Views of each domain's batch this method needs ("none", "weak", "strong")."""

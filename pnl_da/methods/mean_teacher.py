@@ -11,17 +11,8 @@ from torch import nn
 from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.pnl import sigmoid_rampup
+from pnl_da.models.averaging import ema_update, warmed_decay
 from pnl_da.models.heads import DualClassifier
-
-
-@torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
-    """teacher = decay * teacher + (1 - decay) * student, for weights; buffers (BatchNorm
-    statistics) are copied."""
-    for t, s in zip(teacher.parameters(), student.parameters()):
-        t.lerp_(s.detach(), 1.0 - decay)
-    for t, s in zip(teacher.buffers(), student.buffers()):
-        t.copy_(s)
 
 
 class MeanTeacher(Method):
@@ -51,12 +42,8 @@ class MeanTeacher(Method):
                 "consistency": weight * consistency}
 
     def ema_decay(self) -> float:
-        """The configured decay, lowered at the start as in the Mean Teacher authors' code:
-        min(decay, 1 - 1/(n + 1)) after n updates makes the teacher the plain average of the
-        weights so far, instead of an average dominated by the random initial weights (with
-        0.999 and a 2000-step run those would still weigh 45% at step 800)."""
-        n = int(self.ema_updates)
-        return min(self.cfg.ema_decay, 1.0 - 1.0 / (n + 1))
+        """The configured decay, lowered at the start (``warmed_decay``)."""
+        return warmed_decay(self.cfg.ema_decay, int(self.ema_updates))
 
     def after_step(self) -> None:
         ema_update(self.teacher, self.model, self.ema_decay())
