@@ -155,7 +155,7 @@ class PNLConfig(MethodConfig, AdversarialOptions):
     k: int = 2  # pseudo-negative labels per image
     selection: str = "random"  # random | lowest | sampled | threshold | targeted | runner_up
     replacement: bool = False  # random: draw with replacement (authors' code)
-    tau: float = 0.05  # threshold, targeted, runner_up: only classes with generator probability below tau
+    tau: float = 0.05  # threshold, targeted, runner_up: classes with generator probability < tau
     exchange: str = "both"  # both | alternate
     generator_view: str = "weak"  # weak | same
     weight: float = 1.0  # maximum weight of the negative-learning term

@@ -21,8 +21,7 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
     among the classes with generator probability below ``tau``, the k to which the learner
     (``learner_probs``, detached) gives the most probability: the negatives that are both
     reliable and still wrong in the learner, where the loss has a gradient; ``runner_up`` is
-    ``targeted`` that never marks the learner's own argmax (where the generator is confidently
-    wrong, ``targeted`` would push the learner's right answer down). Images whose top
+    ``targeted`` that never marks the learner's own argmax. Images whose top
     probability is below ``confidence`` get no negatives.
     """
     if strategy not in STRATEGIES:

@@ -104,7 +104,7 @@ class Method(nn.Module):
         """Called after each optimiser step (Mean Teacher updates its teacher here)."""
         if self.weight_average is not None:
             ema_update(self.weight_average, self.model,
-                       warmed_decay(self.cfg.eval_ema, int(self.average_updates)))
+                       warmed_decay(self.cfg.eval_ema, self.average_updates))
             self.average_updates += 1
 
     def views(self) -> dict[str, tuple[str, ...]]:

@@ -41,9 +41,9 @@ class MeanTeacher(Method):
         return {"cls": self.supervised_loss(labeled, batch.labels),
                 "consistency": weight * consistency}
 
-    def ema_decay(self) -> float:
+    def ema_decay(self) -> torch.Tensor:
         """The configured decay, lowered at the start (``warmed_decay``)."""
-        return warmed_decay(self.cfg.ema_decay, int(self.ema_updates))
+        return warmed_decay(self.cfg.ema_decay, self.ema_updates)
 
     def after_step(self) -> None:
         ema_update(self.teacher, self.model, self.ema_decay())
