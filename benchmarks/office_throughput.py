@@ -99,8 +99,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=10)
     parser.add_argument("--methods", default="source_only,dann,pnl",
-                        help="comma-separated; a method may carry +compile, +eager, +nobench, +wN, +fixed, "
-                             "+prof (see measure())")
+                        help="comma-separated; a method may carry +compile, +eager, +nobench, "
+                             "+wN, +fixed, +prof (see measure())")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
