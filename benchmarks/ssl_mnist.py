@@ -98,7 +98,9 @@ def main() -> int:
         return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
     lines = [f"# SSL, mnist-sample, 20 labels: test error of the final model ({len(seeds)} seeds)",
-             "", f"Machine: {machine()}; {datetime.date.today()}. Seeds {args.seeds} (the "
+             "", f"Machine: {machine()} in this process; each new run: {threads} torch "
+             f"thread(s), {max(1, args.jobs)} run(s) at a time; {datetime.date.today()}. "
+             f"Seeds {args.seeds} (the "
              "labeled subset follows the seed). LeNet, default digits schedule "
              f"{' '.join(args.overrides) or '(2000 steps, 32 labeled + 64 unlabeled per step)'}."
              " Test set: the fixed 20% holdout of the sample (999 images).", "",
