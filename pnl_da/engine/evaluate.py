@@ -68,14 +68,16 @@ def batches_for(cfg, data, device: torch.device):
 
 
 @torch.no_grad()
-def predict(model, batches, autocast) -> dict[str, torch.Tensor]:
-    """Predicted classes per head and for the mean of the heads' softmaxes."""
+def predict(model, batches, autocast, cuda_graphs: bool = False) -> dict[str, torch.Tensor]:
+    """Predicted classes per head and for the mean of the heads' softmaxes; ``cuda_graphs``: the
+    model's backbone replays CUDA graphs (trainer.cuda_graphs), so each batch is a new step."""
     was_training = model.training
     model.eval()
     preds: dict[str, list[torch.Tensor]] = {}
     try:
         for x, _ in batches:
-            torch.compiler.cudagraph_mark_step_begin()  # see Trainer.train_step
+            if cuda_graphs:  # see Trainer.train_step (marking imports inductor: seconds)
+                torch.compiler.cudagraph_mark_step_begin()
             with autocast():
                 _, logits = model(x)
             # only the prediction heads (not pnl_paper's consistency heads)
@@ -89,9 +91,10 @@ def predict(model, batches, autocast) -> dict[str, torch.Tensor]:
     return {name: torch.cat(chunks).cpu() for name, chunks in preds.items()}
 
 
-def evaluate(model, batches, labels: torch.Tensor, num_classes: int, autocast) -> dict:
+def evaluate(model, batches, labels: torch.Tensor, num_classes: int, autocast,
+             cuda_graphs: bool = False) -> dict:
     """``{"heads": {"a": {...}, "b": {...}, "mean": {...}}, "confusion": {name: matrix}}``."""
-    preds = predict(model, batches, autocast)
+    preds = predict(model, batches, autocast, cuda_graphs)
     result = {"heads": {}, "confusion": {}}
     for name, pred in preds.items():
         confusion = confusion_matrix(pred, labels, num_classes)

@@ -179,8 +179,8 @@ class Trainer:
         return Batch(source_views, labels, target_views)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        # a new step: CUDA-graph outputs of the last one may be overwritten (cuda_graphs)
-        torch.compiler.cudagraph_mark_step_begin()
+        if self.cuda_graphs:  # a new step: the last step's graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         self.method.set_progress(step / self.total_steps)
         self.set_lr(step)
         t0 = time.perf_counter()
@@ -201,8 +201,8 @@ class Trainer:
     def evaluate(self, data=None) -> dict:
         data = data or self.data.target_eval
         return evaluate(self.method.eval_model(), batches_for(self.cfg, data, self.device),
-                        data.labels,
-                        self.num_classes, self.autocast)
+                        data.labels, self.num_classes, self.autocast,
+                        cuda_graphs=self.cuda_graphs)
 
     # -- checkpoints ------------------------------------------------------------------------
 
