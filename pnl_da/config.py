@@ -383,13 +383,24 @@ def _check_choices(cfg: DictConfig) -> None:
 
 
 def _check_eval_ema(method: DictConfig) -> None:
-    decay = float(method.get("eval_ema", 0.0))
+    decay = float(method.eval_ema)
     if not 0.0 <= decay < 1.0:
         raise UsageError(f"bad value {decay} for 'method.eval_ema'; use a decay in [0, 1), "
                          "e.g. 0.999, or 0 to score the trained weights")
     if decay > 0 and method.name == "mean_teacher":
         raise UsageError("mean_teacher already scores its EMA teacher (method.ema_decay); "
                          "leave method.eval_ema at 0")
+
+
+def on_schema(saved: DictConfig) -> DictConfig:
+    """A saved run configuration (its config.yaml) on the run's and its method's schemas, so
+    that a key added since the run was written takes its default."""
+    merged = OmegaConf.merge(OmegaConf.structured(SSLRunConfig if "dataset" in saved
+                                                  else RunConfig), saved)
+    method_schema = METHOD_SCHEMAS.get(OmegaConf.select(saved, "method.name", default=""))
+    if method_schema is not None:
+        merged.method = OmegaConf.merge(OmegaConf.structured(method_schema), saved.method)
+    return merged
 
 
 def to_yaml(cfg: DictConfig) -> str:

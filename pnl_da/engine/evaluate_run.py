@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pnl_da.config import RunConfig, SSLRunConfig
+from pnl_da.config import on_schema
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import load_checkpoint
 from pnl_da.engine.evaluate import batches_for, evaluate
@@ -35,10 +35,8 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     if missing:
         raise UsageError(f"{run_dir} is not a finished run (no {missing[0]}); finish it with "
                          "`pnl-da run ... --resume --out " + str(run_dir) + "` first")
-    # On the schema: a run written before a key existed gets that key's default.
-    saved = OmegaConf.load(run_dir / CONFIG)
-    ssl = "dataset" in saved
-    cfg = OmegaConf.merge(OmegaConf.structured(SSLRunConfig if ssl else RunConfig), saved)
+    cfg = on_schema(OmegaConf.load(run_dir / CONFIG))
+    ssl = "dataset" in cfg
     root = data_root or cfg.data.root
     check_data_root(root)
     cfg.data.root = root

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pnl_da.config import METHOD_SCHEMAS, RunConfig, SSLRunConfig, to_yaml
+from pnl_da.config import on_schema, to_yaml
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.evaluate import per_class_table
@@ -45,13 +45,7 @@ def default_out_dir(cfg: DictConfig) -> Path:
 def comparable(cfg_yaml: str) -> dict:
     """The configuration as compared for reuse and resume: on the schema, so that a run saved
     before a key existed compares equal when that key is at its default."""
-    saved = OmegaConf.create(cfg_yaml)
-    schema = SSLRunConfig if "dataset" in saved else RunConfig
-    merged = OmegaConf.merge(OmegaConf.structured(schema), saved)
-    method_schema = METHOD_SCHEMAS.get(OmegaConf.select(saved, "method.name", default=""))
-    if method_schema is not None:
-        merged.method = OmegaConf.merge(OmegaConf.structured(method_schema), saved.method)
-    data = OmegaConf.to_container(merged, resolve=True)
+    data = OmegaConf.to_container(on_schema(OmegaConf.create(cfg_yaml)), resolve=True)
     for key in IGNORED_FOR_REUSE:
         section, _, leaf = key.partition(".")
         data.get(section, {}).pop(leaf, None)

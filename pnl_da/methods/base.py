@@ -88,7 +88,7 @@ class Method(nn.Module):
         # method.eval_ema > 0: runs are scored with an EMA of the weights (USB's evaluation);
         # checkpointed with the method, never optimised
         self.weight_average = None
-        if getattr(cfg, "eval_ema", 0.0) > 0:
+        if cfg.eval_ema > 0:
             self.weight_average = copy.deepcopy(model).requires_grad_(False)
             self.register_buffer("average_updates", torch.zeros((), dtype=torch.long))
 
