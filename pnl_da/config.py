@@ -170,6 +170,10 @@ class PNLConfig(MethodConfig, AdversarialOptions):
     # Distribution alignment (ReMixMatch) of the generator's probabilities before negatives and
     # positives are chosen: lifts classes the generator under-predicts.
     dist_align: bool = False
+    # No pseudo-negative label on a class whose running share of the generator's predictions
+    # (about the last 100 steps) is below share_floor times its expected share: a class being
+    # absorbed by another is not pushed further down. 0: off.
+    share_floor: float = 0.0
 
 
 @dataclass

@@ -97,6 +97,52 @@ def test_targeted_negatives_carry_more_gradient_than_random_ones():
     assert logits.grad[0, 3] > 0.5  # gradient descent lowers the wrong class's logit
 
 
+@pytest.mark.parametrize("strategy", ["random", "lowest", "sampled", "targeted"])
+def test_classes_outside_allowed_are_never_marked_and_the_next_ones_are_taken(strategy):
+    gen, learner = _probs(256, 10, seed=4), _probs(256, 10, seed=5)
+    allowed = torch.ones(10, dtype=torch.bool)
+    allowed[[2, 7]] = False
+    kwargs = {"learner_probs": learner, "tau": 1.0}  # tau 1: every non-argmax is a candidate
+    mask = select_negatives(gen, 3, strategy, allowed=allowed, **kwargs)
+    assert not mask[:, ~allowed].any()
+    # still k per image: the skipped classes are replaced, not just dropped
+    assert (mask.sum(1) == 3).all()
+    unrestricted = select_negatives(gen, 3, strategy, **kwargs)
+    assert unrestricted[:, ~allowed].any()  # without the gate those classes are picked
+
+
+def test_random_with_replacement_respects_allowed():
+    allowed = torch.tensor([True, False, True, True, False])
+    mask = select_negatives(_probs(512, 5, seed=6), 3, "random", replacement=True,
+                            allowed=allowed, generator=torch.Generator().manual_seed(0))
+    assert not mask[:, ~allowed].any() and mask.any()
+
+
+def test_share_floor_spares_a_class_the_generator_has_stopped_predicting(monkeypatch):
+    import pnl_da.methods.pnl as pnl_module
+
+    seen = []
+
+    def recording(probs, k, strategy, **kwargs):
+        mask = select_negatives(probs, k, strategy, **kwargs)
+        seen.append((kwargs["allowed"], mask))
+        return mask
+
+    monkeypatch.setattr(pnl_module, "select_negatives", recording)
+    method = _pnl("method.share_floor=0.8", "method.k=9")  # k=9: every non-argmax class
+    method.train()
+    for share in method.class_share:  # class 4 has vanished from both generators' predictions
+        share.model_mean.fill_(0.1).index_fill_(0, torch.tensor([4]), 0.0)
+    method.losses(_batch(), 0)
+    assert len(seen) == 2
+    for allowed, mask in seen:
+        assert not allowed[4] and allowed.sum() == 9
+        assert not mask[:, 4].any() and mask.any()
+    off = _pnl("method.k=9")  # default: no gate, no extra state in the checkpoint
+    assert off.class_share is None
+    assert not any(key.startswith("class_share") for key in off.state_dict())
+
+
 def test_lowest_picks_the_least_likely_classes():
     probs = torch.tensor([[0.5, 0.3, 0.05, 0.1, 0.05 - 1e-3, 1e-3]])
     mask = select_negatives(probs, 2, "lowest")

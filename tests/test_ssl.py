@@ -187,7 +187,8 @@ def test_stability_needs_agreement_and_confidence():
 
 # -- the engine ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [[], ["method.eval_ema=0.9"]])
+@pytest.mark.parametrize("extra", [[], ["method.eval_ema=0.9"],
+                                   ["method.selection=targeted", "method.share_floor=0.8"]])
 def test_dual_mode_has_two_optimisers_and_resume_equals_an_uninterrupted_run(tmp_path, extra):
     cfg = ssl_cfg(*extra, steps=12, eval_every=6)
     data, _ = load_ssl_data(cfg)
@@ -205,6 +206,8 @@ def test_dual_mode_has_two_optimisers_and_resume_equals_an_uninterrupted_run(tmp
     assert len(saved["optimizers"]) == 2
     assert any(k.startswith("model.networks.1.") for k in saved["method"])  # both models
     assert "dist_align.1.model_mean" in saved["method"]  # pnl's running class distribution
+    if "method.share_floor=0.8" in extra:  # the gate's running shares resume too
+        assert "class_share.1.model_mean" in saved["method"]
     second = Trainer(cfg, data, tmp_path / "resumed")
     assert second.resume() and second.step == 6
     second.fit()

@@ -24,9 +24,17 @@ class DistributionAlignment(nn.Module):
         self.register_buffer("target", torch.full((num_classes,), 1.0 / num_classes))
 
     @torch.no_grad()
+    def observe(self, probs: torch.Tensor) -> torch.Tensor:
+        """Fold a batch of probabilities into the running mean (in training only); returns the
+        running mean."""
+        if self.training and len(probs):
+            self.model_mean.mul_(self.momentum).add_(probs.detach().float().mean(0),
+                                                     alpha=1 - self.momentum)
+        return self.model_mean
+
+    @torch.no_grad()
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         probs = probs.detach().float()
-        if self.training and len(probs):
-            self.model_mean.mul_(self.momentum).add_(probs.mean(0), alpha=1 - self.momentum)
+        self.observe(probs)
         aligned = probs * (self.target / self.model_mean.clamp_min(1e-6))
         return aligned / aligned.sum(dim=1, keepdim=True)

@@ -11,7 +11,8 @@ STRATEGIES = ("random", "lowest", "sampled", "threshold", "targeted", "runner_up
 def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
                      tau: float = 0.05, replacement: bool = False, confidence: float = 0.0,
                      generator: torch.Generator | None = None,
-                     learner_probs: torch.Tensor | None = None) -> torch.Tensor:
+                     learner_probs: torch.Tensor | None = None,
+                     allowed: torch.Tensor | None = None) -> torch.Tensor:
     """Boolean mask (B, C) of the pseudo-negative classes of each image.
 
     ``probs`` are the generator's class probabilities (B, C). The generator's argmax is never
@@ -22,7 +23,8 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
     (``learner_probs``, detached) gives the most probability: the negatives that are both
     reliable and still wrong in the learner, where the loss has a gradient; ``runner_up`` is
     ``targeted`` that never marks the learner's own argmax. Images whose top
-    probability is below ``confidence`` get no negatives.
+    probability is below ``confidence`` get no negatives. ``allowed`` (C,) bool, if given: the
+    only classes that may be marked (the others are skipped, and the next candidates taken).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -41,6 +43,8 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
         draws = torch.randint(0, classes - 1, (batch, k), generator=generator, device=device)
         draws = draws + (draws >= top).long()  # skip over the argmax
         mask.scatter_(1, draws, True)
+        if allowed is not None:
+            mask &= allowed.to(device)
     else:
         if strategy == "random":
             score = torch.rand(batch, classes, generator=generator, device=device)
@@ -59,6 +63,8 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
             if strategy == "runner_up":
                 score = score.scatter(1, learner.argmax(dim=1, keepdim=True), float("-inf"))
         score = score.scatter(1, top, float("-inf"))
+        if allowed is not None:
+            score = score.masked_fill(~allowed.to(device), float("-inf"))
         values, chosen = score.topk(count, dim=1)
         mask.scatter_(1, chosen, values > float("-inf"))
     if confidence > 0:

@@ -20,6 +20,11 @@ from pnl_da.losses.negative import negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
 
+# Momentum of the running class shares behind ``share_floor``: about the last 100 steps, so a
+# class being absorbed is noticed while it happens (distribution alignment's 0.999 averages
+# over most of a short run).
+SHARE_MOMENTUM = 0.99
+
 
 def sigmoid_rampup(progress: float, length: float) -> float:
     """``exp(-5 (1 - t/T)^2)`` for t < T, then 1; ``length`` T as a fraction of the run."""
@@ -58,6 +63,9 @@ class PNL(Method):
         # one running class distribution per generator head (each submodel has its own bias)
         self.dist_align = (nn.ModuleList(DistributionAlignment(num_classes) for _ in range(2))
                            if cfg.dist_align else None)
+        self.class_share = (nn.ModuleList(DistributionAlignment(num_classes, SHARE_MOMENTUM)
+                                          for _ in range(2))
+                            if cfg.share_floor > 0 else None)
 
     def alignment_kind(self) -> str:
         return self.cfg.align
@@ -87,6 +95,10 @@ class PNL(Method):
         positive = nl
         for gen_head, learn_head in exchange_pairs(cfg.exchange, step):
             probs = torch.softmax(target_gen.logits[gen_head].detach().float(), dim=1)
+            allowed = None
+            if self.class_share is not None:
+                share = self.class_share[gen_head]
+                allowed = share.observe(probs) >= cfg.share_floor * share.target
             if self.dist_align is not None:
                 probs = self.dist_align[gen_head](probs)
             learner_logits = target_learn.logits[learn_head]
@@ -94,7 +106,8 @@ class PNL(Method):
                                          replacement=cfg.replacement, confidence=cfg.confidence,
                                          generator=self.generator,
                                          learner_probs=torch.softmax(
-                                             learner_logits.detach().float(), dim=1))
+                                             learner_logits.detach().float(), dim=1),
+                                         allowed=allowed)
             nl = nl + negative_learning_loss(learner_logits, negatives)
             if cfg.positive_threshold > 0:
                 term, _ = confident_pseudo_label_loss(probs, learner_logits,
