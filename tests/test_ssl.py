@@ -329,11 +329,10 @@ def test_missing_or_truncated_dataset_files_are_data_errors(tmp_path, capsys):
 
 def test_pnl_beats_supervised_on_mnist_sample_with_20_labels(tmp_path):
     """Real MNIST digits, 20 labels, 400 steps, seed 0: PNL (two heads on one LeNet teaching
-    each other pseudo-negative labels, plus confident positives and distribution alignment, on
-    the unlabeled pool; shared
-    mode for speed, dual mode is trained in the resume test) must beat labeled-only training
-    by at least 5 points of test error. Full-length figures over 5 seeds:
-    benchmarks/results/ssl_mnist.md."""
+    each other aimed pseudo-negative labels, plus confident positives and distribution
+    alignment, on the unlabeled pool; shared mode for speed, dual mode is trained in the resume
+    test) must beat labeled-only training by at least 5 points of test error. Full-length
+    figures over 5 seeds: benchmarks/results/ssl_mnist.md."""
     errors = {}
     for method in ("supervised", "pnl"):
         cfg = ssl_cfg(f"method={method}", "ssl.model=shared", steps=400, eval_every=400)
