@@ -31,7 +31,9 @@ EXTRA = {"pnl_paper": ["backbone=lenet", "trainer=digits", "ssl.model=dual"]}
 PAPER_FULL_MNIST_20 = 0.81  # method.md section 4: PNL, full MNIST, 20 labels
 
 
-def run_one(job: tuple[str, str, list[str], int, str, int, list[str]]) -> tuple[str, int, dict]:
+def run_one(job: tuple[str, str, list[str], int, str, int, list[str]]
+            ) -> tuple[str, int, dict, bool]:
+    """Run one (row, seed), or reuse its finished run; the flag says whether it ran now."""
     name, method, variant, seed, root, threads, extra = job
     import torch
 
@@ -44,11 +46,12 @@ def run_one(job: tuple[str, str, list[str], int, str, int, list[str]]) -> tuple[
                    *extra], mode="ssl")
     out = Path(root) / name / f"seed{seed}"
     result = finished_result(out, to_yaml(cfg))
-    if result is None:
+    new = result is None
+    if new:
         resume = (out / "checkpoints" / "last.pt").is_file()
         result = execute(cfg, out, resume=resume, log=lambda m: None)
     print(f"{name} seed {seed}: test error {result['metrics']['error']:.2f}%", flush=True)
-    return name, seed, result
+    return name, seed, result, new
 
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {}  # row name -> (method, overrides)
@@ -89,7 +92,7 @@ def main() -> int:
 
     errors: dict[str, dict[int, float]] = {}
     times: dict[str, list[float]] = {}
-    for method, seed, result in done:
+    for method, seed, result, _ in done:
         errors.setdefault(method, {})[seed] = result["metrics"]["error"]
         times.setdefault(method, []).append(result["wall_time_s"])
 
@@ -98,8 +101,10 @@ def main() -> int:
         return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
     lines = [f"# SSL, mnist-sample, 20 labels: test error of the final model ({len(seeds)} seeds)",
-             "", f"Machine: {machine()} in this process; each new run: {threads} torch "
-             f"thread(s), {max(1, args.jobs)} run(s) at a time; {datetime.date.today()}. "
+             "", f"Machine: {machine()} in this process; {sum(d[3] for d in done)} of {len(done)} "
+             f"runs made now, each with {threads} torch thread(s), {max(1, args.jobs)} run(s) at "
+             "a time (reused runs: as made, see their env.json); "
+             f"{datetime.date.today()}. "
              f"Seeds {args.seeds} (the "
              "labeled subset follows the seed). LeNet, default digits schedule "
              f"{' '.join(args.overrides) or '(2000 steps, 32 labeled + 64 unlabeled per step)'}."
@@ -111,7 +116,7 @@ def main() -> int:
         mean, std = stats(errors[method].values())
         summary[method] = (mean, std)
         per_seed = " ".join(f"{errors[method][s]:.2f}" for s in seeds)
-        prediction = next(r["prediction_is"] for m, _, r in done if m == method)
+        prediction = next(r["prediction_is"] for m, _, r, _ in done if m == method)
         lines.append(f"| {method} | {mean:.2f} ± {std:.2f} | {per_seed} | {prediction} | "
                      f"{statistics.mean(times[method]) / 60:.1f} |")
     baselines = {m: v for m, v in summary.items() if VARIANTS.get(m, (m,))[0] in BASELINES}
