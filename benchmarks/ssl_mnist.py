@@ -100,13 +100,12 @@ def main() -> int:
         values = list(values)
         return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
+    made_now = sum(new for *_, new in done)
     lines = [f"# SSL, mnist-sample, 20 labels: test error of the final model ({len(seeds)} seeds)",
-             "", f"Machine: {machine()} in this process; {sum(d[3] for d in done)} of {len(done)} "
-             f"runs made now, each with {threads} torch thread(s), {max(1, args.jobs)} run(s) at "
-             "a time (reused runs: as made, see their env.json); "
-             f"{datetime.date.today()}. "
-             f"Seeds {args.seeds} (the "
-             "labeled subset follows the seed). LeNet, default digits schedule "
+             "", f"Machine: {machine()} in this process; {made_now} of {len(done)} runs made now, "
+             f"each with {threads} torch thread(s), {max(1, args.jobs)} run(s) at a time (reused "
+             f"runs: as made, see their env.json); {datetime.date.today()}. Seeds {args.seeds} "
+             "(the labeled subset follows the seed). LeNet, default digits schedule "
              f"{' '.join(args.overrides) or '(2000 steps, 32 labeled + 64 unlabeled per step)'}."
              " Test set: the fixed 20% holdout of the sample (999 images).", "",
              "| method | test error % (mean ± std) | per seed | prediction | minutes per run |",
