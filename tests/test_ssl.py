@@ -303,14 +303,15 @@ def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys
      "already scores its EMA teacher"),
 ])
 def test_bad_ssl_input_is_one_line_and_the_right_exit_code(argv, code, words, capsys, tmp_path):
-    assert main(argv + ["--out", str(tmp_path / "out")] if argv[0] == "ssl" else argv) == code
+    out = tmp_path / "out" / "mnist-sample-20" / "seed0"  # nested, as the default run folders
+    assert main(argv + ["--out", str(out)] if argv[0] == "ssl" else argv) == code
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_or_truncated_dataset_files_are_data_errors(tmp_path, capsys):
-    args = ["--data-root", str(tmp_path), "--out", str(tmp_path / "out")]
+    args = ["--data-root", str(tmp_path), "--out", str(tmp_path / "out" / "cifar10-40" / "seed0")]
     assert main(["ssl", "cifar10", "--labels", "40", *args]) == 3
     err = capsys.readouterr().err
     assert "pnl-da download cifar10" in err and len(err.strip().splitlines()) == 1

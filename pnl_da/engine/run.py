@@ -223,14 +223,17 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
             log=print) -> dict:
     """Train one configuration into ``out_dir``; returns (and writes) result.json."""
     cfg_yaml = to_yaml(cfg)
-    created = not out_dir.exists()
+    # the folders this call creates (the run folder and missing parents), deepest first
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     check_out_dir(out_dir, cfg_yaml, resume)
     try:
         return _execute(cfg, cfg_yaml, out_dir, resume, log)
     except PnlError:
-        # bad data found before anything was written: leave no empty run folder behind
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
+        # bad data found before anything was written: leave no empty folder behind
+        for folder in created:
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
 
 
