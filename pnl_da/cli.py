@@ -365,6 +365,14 @@ def main(argv: list[str] | None = None) -> int:
         print("pnl-da: interrupted; the last checkpoint is kept, continue with --resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (`pnl-da list | head`): stop quietly, as shell tools
+        # do; stdout goes to /dev/null so that Python's flush at exit cannot fail again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if debug:
             raise

@@ -164,6 +164,18 @@ def test_list(capsys):
         assert word in out
 
 
+def test_a_closed_pipe_ends_quietly(capsys, monkeypatch):
+    import io
+
+    class ClosedPipe(io.StringIO):  # stdout whose reader has gone, as under `| head -1`
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["list"]) == 141
+    assert capsys.readouterr().err == ""  # no error line for a reader that stopped reading
+
+
 def test_evaluate_a_run_on_standard_mnist_files_under_another_data_root(capsys, tmp_path):
     from tests.test_data import write_mnist
 
