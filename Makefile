@@ -10,8 +10,17 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: demo test lint install clean-demo
 
+# torch's CUDA build takes about 5.5 GiB in the venv; a full disk would otherwise surface as pip's
+# 'OSError: [Errno 28]' half-way through the install.
+DISK_NEEDED_GIB ?= 6
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)' \
+	  || { free=$$(df -Pk $(VENV) | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	       if [ "$$free" -lt $(DISK_NEEDED_GIB) ]; then \
+	         echo "make: only $$free GiB free on the disk of $(VENV); installing torch needs about $(DISK_NEEDED_GIB) GiB: free some space, or set VENV=<folder on a larger disk>" >&2; \
+	         exit 1; fi; }
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
