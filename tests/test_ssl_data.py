@@ -222,3 +222,22 @@ def test_cifar_download_without_network_is_a_clear_data_error(tmp_path, monkeypa
     message = one_line(info)
     assert "could not download cifar10" in message and "cifar-10-python.tar.gz" in message
     assert str(tmp_path / "data") in message
+
+
+def test_the_benchmark_reference_row_uses_the_largest_balanced_split_of_mnist_sample(monkeypatch):
+    """benchmarks/ssl_mnist.py's full-label row: that many labels split, ten more do not."""
+    import importlib.util
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))  # the script imports its sibling _common
+    path = folder / "ssl_mnist.py"
+    spec = importlib.util.spec_from_file_location("ssl_mnist_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    n = bench.full_label_count()
+    labels = get_ssl_dataset("mnist-sample").load("datasets", "train").labels
+    labeled = balanced_labeled_split(labels, n, 10, seed=0)
+    assert np.bincount(labels.numpy()[labeled], minlength=10).tolist() == [n // 10] * 10
+    with pytest.raises(UsageError):
+        balanced_labeled_split(labels, n + 10, 10, seed=0)
