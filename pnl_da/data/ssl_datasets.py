@@ -284,6 +284,12 @@ def _nearest_valid(n: int, k: int) -> str:
     return f"--labels {lower} or {lower + k}" if lower > 0 else f"--labels {k}"
 
 
+def largest_balanced_split(labels: np.ndarray | torch.Tensor, num_classes: int) -> int:
+    """The most labels a class-balanced split of ``labels`` can take: the rarest class's count
+    times the number of classes."""
+    return int(np.bincount(_as_numpy(labels), minlength=num_classes).min()) * num_classes
+
+
 def balanced_labeled_split(labels: np.ndarray | torch.Tensor, n_labels: int, num_classes: int,
                            seed: int) -> np.ndarray:
     """Sorted int64 indices of ``n_labels`` labeled images, ``n_labels / num_classes`` of each
@@ -302,7 +308,7 @@ def balanced_labeled_split(labels: np.ndarray | torch.Tensor, n_labels: int, num
         raise DataError(f"training labels lie outside 0..{k - 1}; the dataset files do not "
                         f"match its {k} classes: delete them and download again")
     counts = np.bincount(labels, minlength=k)
-    most = int(counts.min()) * k
+    most = largest_balanced_split(labels, k)
     if n_labels > labels.size:
         raise UsageError(f"--labels {n_labels} exceeds the {labels.size:,} training images; "
                          f"use at most --labels {most}")
