@@ -10,9 +10,9 @@ are reused, so an interrupted benchmark continues where it stopped.
         [--no-reference]
 
 A reference row (not a baseline) trains `supervised` on every training image the balanced split
-allows (3,450 of the sample's 3,998: 345 per class, the training 5s' count), with the same
-network and schedule: the error this sample and LeNet reach with full labels, to tell how much of
-the distance to the paper's full-MNIST figure is the 20 labels and how much the small sample.
+allows (3,450 of the sample's 3,999: 345 per class, the training 5s' count), with the same network
+and schedule: the error this sample and LeNet reach with full labels, to tell how much of the
+distance to the paper's full-MNIST figure is the 20 labels and how much the small sample.
 """
 
 from __future__ import annotations
