@@ -83,9 +83,13 @@ def cmd_ssl(args) -> int:
                          f"{dataset.num_classes} for {dataset.name} (e.g. --labels "
                          f"{4 * dataset.num_classes})")
     for item in args.overrides:
-        if item.partition("=")[0] in ("dataset", "dataset.name", "dataset.labels"):
+        key = item.partition("=")[0]
+        if key in ("dataset", "dataset.name", "dataset.labels"):
             raise UsageError(f"set the dataset and labels with the arguments, not '{item}': "
                              f"`pnl-da ssl DATASET --labels N`")
+        if key == "dataset.split_seed" and args.split_seed is not None:
+            raise UsageError(f"the split seed is given twice (--split-seed {args.split_seed} and "
+                             f"'{item}'); keep one")
     base = [f"dataset={dataset.name}", f"dataset.labels={args.labels}"]
     if args.split_seed is not None:
         base.append(f"dataset.split_seed={args.split_seed}")
@@ -256,7 +260,7 @@ def cmd_list(args) -> int:
             print(f"  {name}: {METHODS[name].summary}")
         print("methods (pnl-da ssl):")
         for name in available("method", "ssl"):
-            print(f"  {name}: {METHODS[name].summary}")
+            print(f"  {name}: {METHODS[name].ssl_summary or METHODS[name].summary}")
     if what in ("backbones", "all"):
         print("backbones:")
         for name in sorted(set(available("backbone")) | set(available("backbone", "ssl"))):
@@ -290,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     ssl = sub.add_parser("ssl", help="semi-supervised: train one method on DATASET with N "
                          "labeled images")
     ssl.add_argument("dataset", help="cifar10, cifar100, svhn, mnist, mnist-sample, uci; then "
-                     "any KEY=VALUE overrides, e.g. method=fixmatch ssl.model=shared")
+                     "any KEY=VALUE overrides, e.g. method=fixmatch or ssl.model=shared")
     ssl.add_argument("--labels", type=int, default=None,
                      help="labeled images in all, class-balanced (a multiple of the classes)")
     ssl.add_argument("--split-seed", type=int, default=None,
@@ -346,11 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         # Hydra overrides (KEY=VALUE) may stand anywhere among the options.
         args.overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         unknown = [a for a in rest if a not in args.overrides]
-        if args.command in ("run", "compare") and any(
-                a == "--labels" or a.startswith(("--labels=", "--split-seed")) for a in rest):
-            raise UsageError(f"--labels belongs to semi-supervised runs: `pnl-da ssl DATASET "
+        ssl_only = [a.partition("=")[0] for a in rest
+                    if a.partition("=")[0] in ("--labels", "--split-seed")]
+        if args.command in ("run", "compare") and ssl_only:
+            raise UsageError(f"{ssl_only[0]} belongs to semi-supervised runs: `pnl-da ssl DATASET "
                              f"--labels N`; `pnl-da {args.command}` trains on a labeled source "
-                             "domain and takes no --labels")
+                             f"domain and takes no {ssl_only[0]}")
         if unknown or (args.overrides and not getattr(args, "accepts_overrides", False)):
             bad = (unknown or args.overrides)[0]
             raise UsageError(f"unrecognized argument '{bad}' for `pnl-da {args.command}` "

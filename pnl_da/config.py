@@ -289,6 +289,28 @@ CHOICES = {
 }
 
 
+# Numbers with a lower bound: (bound, strict). Checked once at composition, like CHOICES, so a
+# run that could only crash or train nothing is refused before its folder is written.
+LOWER_BOUNDS = {
+    "seed": (0, False),
+    "dataset.split_seed": (0, False),
+    "trainer.steps": (0, False),  # 0 only with trainer.epochs (checked below)
+    "trainer.epochs": (0, False),
+    "trainer.batch_size": (0, True),
+    "trainer.unlabeled_batch_size": (0, False),  # 0: trainer.batch_size
+    "trainer.eval_every": (0, True),
+    "trainer.eval_batch_size": (0, True),
+    "trainer.lr": (0, True),
+    "trainer.momentum": (0, False),
+    "trainer.weight_decay": (0, False),
+    "data.image_size": (0, True),
+    "data.workers": (0, False),
+    "method.k": (0, True),
+}
+# Keys also set by a command-line option, named in their error messages.
+OPTION_OF = {"dataset.split_seed": "--split-seed"}
+
+
 def register_schemas() -> None:
     """Make the dataclasses known to Hydra, so YAML files can name them in their defaults."""
     from hydra.core.config_store import ConfigStore
@@ -323,24 +345,51 @@ def compose(overrides: list[str], mode: str = "da") -> DictConfig:
 
     register_schemas()
     _check_group_choices(overrides, mode)
+    overrides = _length_wins(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir(mode)), version_base=None):
             cfg = hydra_compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise UsageError(_one_line_config_error(exc)) from exc
+        raise UsageError(_one_line_config_error(exc, mode)) from exc
     finally:
         GlobalHydra.instance().clear()
     _check_choices(cfg)
+    _check_bounds(cfg)
     _check_eval_ema(cfg.method)
+    if mode == "ssl" and cfg.method.heads != 2 and any(o.startswith("ssl.model=")
+                                                        for o in overrides):
+        raise UsageError(f"ssl.model chooses how the two submodels of pnl and pnl_paper are "
+                         f"built; {cfg.method.name} trains one network, so leave ssl.model out")
     return cfg
 
 
+def _length_wins(overrides: list[str]) -> list[str]:
+    """A run's length is trainer.steps or trainer.epochs (pnl_paper's schedule counts epochs).
+    The one given on the command line wins: the other is set to 0, so that ``trainer.steps=30``
+    shortens a pnl_paper run instead of being ignored."""
+    keys = {item.partition("=")[0] for item in overrides}
+    if "trainer.steps" in keys and "trainer.epochs" not in keys:
+        return [*overrides, "trainer.epochs=0"]
+    if "trainer.epochs" in keys and "trainer.steps" not in keys:
+        return [*overrides, "trainer.steps=0"]
+    return overrides
+
 def _check_group_choices(overrides: list[str], mode: str = "da") -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"override '{item}' has no value; write KEY=VALUE, e.g. seed=1")
+        try:
+            parser.parse_override(item)
+        except HydraException as exc:  # Hydra's grammar: its innermost message is 'None'
+            reason = " ".join(str(exc).split("See https")[0].split())
+            raise UsageError(f"cannot read override '{item}': {reason}; quote a value that "
+                             "holds brackets, commas or spaces, e.g. 'key=\"a,b\"'") from exc
         if key.startswith(("+", "~")):
             # The schema fixes the keys: adding or deleting one would silently change nothing.
             raise UsageError(f"override '{item}' adds or removes a key; the configuration's keys "
@@ -356,7 +405,7 @@ def _check_group_choices(overrides: list[str], mode: str = "da") -> None:
                 )
 
 
-def _one_line_config_error(exc: BaseException) -> str:
+def _one_line_config_error(exc: BaseException, mode: str = "da") -> str:
     """Hydra and OmegaConf explain a bad override over several chained exceptions; keep
     the facts a user needs (which key, which value, what type) on one line."""
     texts = []
@@ -369,7 +418,8 @@ def _one_line_config_error(exc: BaseException) -> str:
         name = key.group(1) if key else "?"
         section = name.rsplit(".", 1)[0] if "." in name else "the run configuration"
         return (f"unknown configuration key '{name}'; check its spelling against the keys of "
-                f"{section} (`pnl-da run ... --show-config` prints them)")
+                f"{section} (`pnl-da {'ssl' if mode == 'ssl' else 'run'} ... --show-config` "
+                "prints them)")
     override = re.search(r"Error merging override (\S+)", full)
     if override:
         name, _, value = override.group(1).partition("=")
@@ -386,6 +436,23 @@ def _check_choices(cfg: DictConfig) -> None:
         if value is not None and str(value).lower() not in allowed:
             raise UsageError(f"bad value '{value}' for '{key}'; "
                              f"choose one of: {', '.join(allowed)}")
+
+
+def _check_bounds(cfg: DictConfig) -> None:
+    for key, (bound, strict) in LOWER_BOUNDS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None or (value > bound if strict else value >= bound):
+            continue
+        option = f" ({OPTION_OF[key]})" if key in OPTION_OF else ""
+        raise UsageError(f"bad value {value} for '{key}'{option}; use a number "
+                         f"{'>' if strict else '>='} {bound}")
+    steps, epochs = int(cfg.trainer.steps), int(cfg.trainer.epochs)
+    if steps == 0 and epochs == 0:
+        raise UsageError("the run has no length: trainer.steps and trainer.epochs are both 0; "
+                         "set one of them, e.g. trainer.steps=2000")
+    if steps > 0 and epochs > 0:
+        raise UsageError(f"trainer.steps={steps} and trainer.epochs={epochs} both set the run's "
+                         "length; set one of them and the other to 0")
 
 
 def _check_eval_ema(method: DictConfig) -> None:

@@ -123,6 +123,10 @@ def test_resume_refuses_another_configuration(capsys, tmp_path):
                            str(out), "--resume", *FAST, "trainer.lr=0.5")
     assert_one_line_error(code, err, 2, "trainer.lr")
     assert _digest(out) == before
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=dann", "--out",
+                           str(out), "--resume", *FAST)
+    assert_one_line_error(code, err, 2, "method.name: 'source_only' in the run, 'dann' now")
+    assert _digest(out) == before
 
 
 @pytest.mark.parametrize("mode,overrides", [("da", ["benchmark=digits"]),

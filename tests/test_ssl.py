@@ -21,15 +21,19 @@ from tests.fake_datasets import write_mnist_idx
 
 
 def ssl_cfg(*overrides, dataset="mnist-sample", labels=20, steps=12, eval_every=6):
-    return compose([f"dataset={dataset}", f"dataset.labels={labels}",
-                    f"trainer.steps={steps}", f"trainer.eval_every={eval_every}",
+    """A semi-supervised config; ``steps=None`` (or a trainer.epochs override) keeps the preset's
+    run length."""
+    length = ([] if steps is None or any(o.startswith("trainer.epochs=") for o in overrides)
+              else [f"trainer.steps={steps}"])
+    return compose([f"dataset={dataset}", f"dataset.labels={labels}", *length,
+                    f"trainer.eval_every={eval_every}",
                     "trainer.progress=false", "trainer.device=cpu", *overrides], mode="ssl")
 
 
 # -- configuration -----------------------------------------------------------------------------
 
 def test_pnl_paper_resolves_to_the_numbers_of_method_md_section_4():
-    cfg = ssl_cfg("method=pnl_paper", dataset="cifar10", labels=4000, steps=0)
+    cfg = ssl_cfg("method=pnl_paper", dataset="cifar10", labels=4000, steps=None)
     m, t = cfg.method, cfg.trainer
     assert cfg.ssl.model == "dual" and cfg.backbone.name == "convlarge"
     assert cfg.backbone.head_weight_norm and m.extra_heads == 1  # class + consistency head
@@ -164,6 +168,25 @@ def test_eval_ema_scores_the_average_of_the_weights_and_checkpoints_it(tmp_path)
     assert any(k.startswith("weight_average.") for k in saved["method"])
 
 
+def test_a_run_length_given_on_the_command_line_replaces_the_presets():
+    # pnl_paper's schedule counts epochs; trainer.steps given on the command line wins
+    cfg = ssl_cfg("method=pnl_paper", steps=30)
+    assert (cfg.trainer.steps, cfg.trainer.epochs, cfg.method.epochs) == (30, 0, 0)
+    cfg = ssl_cfg("trainer.epochs=3")  # and epochs replace the digits preset's 2000 steps
+    assert (cfg.trainer.steps, cfg.trainer.epochs) == (0, 3)
+
+
+def test_mean_teacher_evaluation_names_the_teacher(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["ssl", "mnist-sample", "--labels", "20", "--out", str(out),
+                 "method=mean_teacher", "trainer.steps=4", "trainer.eval_every=4",
+                 "trainer.progress=false", "trainer.device=cpu"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "head    a (teacher (EMA))" in report and "reported: head a (teacher (EMA))" in report
+
+
 def test_eval_ema_result_names_it_and_evaluate_reproduces_it(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["ssl", "mnist-sample", "--labels", "20", "--out", str(out), "method=fixmatch",
@@ -227,7 +250,8 @@ def test_shared_mode_is_one_network_with_two_heads():
 @pytest.mark.parametrize("method", ["supervised", "fixmatch", "mean_teacher", "pnl_paper"])
 def test_every_ssl_method_trains_and_evaluates(method):
     # pnl_paper brings Conv-Large and a 100-epoch schedule; LeNet and 4 steps keep it quick
-    extra = ["backbone=lenet", "trainer.epochs=0"] if method == "pnl_paper" else []
+    # (trainer.steps on the command line replaces the preset's epochs)
+    extra = ["backbone=lenet"] if method == "pnl_paper" else []
     cfg = ssl_cfg(f"method={method}", *extra, steps=4, eval_every=4)
     data, _ = load_ssl_data(cfg)
     trainer = Trainer(cfg, data)
@@ -271,8 +295,18 @@ def test_ssl_run_directory_split_and_evaluation_on_other_files(tmp_path, capsys)
     root = tmp_path / "other"
     write_mnist_idx(root)
     assert main(["evaluate", str(out), "--dataset", "mnist", "--data-root", str(root)]) == 0
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = capsys.readouterr().out.strip().splitlines()
+    last = json.loads(report[-1])
     assert 0 <= last["accuracy"] <= 100 and last["error"] == pytest.approx(100 - last["accuracy"])
+    assert "  reported: head mean (mean of both softmaxes)" in report
+
+    # other classes or another input format are refused before any file is read, naming the
+    # datasets that would do (CIFAR-10: other classes; SVHN: digits, but 32x32 colour)
+    for other in ("cifar10", "svhn"):
+        assert main(["evaluate", str(out), "--dataset", other, "--data-root", str(root)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "same classes and input format" in err
+        assert "mnist, mnist-sample, uci" in err
 
 
 def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys):
@@ -301,6 +335,29 @@ def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys
     (["ssl", "mnist-sample", "--labels", "20", "method.eval_ema=1.5"], 2, "method.eval_ema"),
     (["ssl", "mnist-sample", "--labels", "20", "method=mean_teacher", "method.eval_ema=0.9"], 2,
      "already scores its EMA teacher"),
+    # numbers that could only crash after the run folder is written, or train nothing
+    (["ssl", "mnist-sample", "--labels", "20", "seed=-1"], 2, "'seed'; use a number >= 0"),
+    (["ssl", "mnist-sample", "--labels", "20", "--split-seed", "-1"], 2, "(--split-seed)"),
+    (["ssl", "mnist-sample", "--labels", "20", "trainer.batch_size=0"], 2,
+     "'trainer.batch_size'; use a number > 0"),
+    (["ssl", "mnist-sample", "--labels", "20", "trainer.unlabeled_batch_size=-3"], 2,
+     "trainer.unlabeled_batch_size"),
+    (["ssl", "mnist-sample", "--labels", "20", "trainer.lr=-1"], 2, "'trainer.lr'"),
+    (["ssl", "mnist-sample", "--labels", "20", "trainer.steps=0"], 2, "has no length"),
+    (["ssl", "mnist-sample", "--labels", "20", "trainer.steps=-5"], 2, "trainer.steps"),
+    (["ssl", "mnist-sample", "--labels", "20", "trainer.eval_every=0"], 2, "trainer.eval_every"),
+    (["ssl", "mnist-sample", "--labels", "20", "method=pnl_paper", "trainer.steps=30",
+      "trainer.epochs=2"], 2, "both set the run's length"),
+    (["ssl", "mnist-sample", "--labels", "20", "--split-seed", "3", "dataset.split_seed=7"], 2,
+     "given twice"),
+    (["ssl", "mnist-sample", "--labels", "20", "method=fixmatch", "ssl.model=shared"], 2,
+     "fixmatch trains one network"),
+    (["ssl", "mnist-sample", "--labels", "20", "trainer.steps=[1"], 2,
+     "cannot read override 'trainer.steps=[1'"),
+    (["ssl", "mnist-sample", "--labels", "20", "trainer.stepz=1"], 2, "`pnl-da ssl ..."),
+    (["ssl", "mnist-sample", "--labels", "3999"], 2, "use at most --labels 3450"),
+    (["run", "digits", "uci->mnist-sample", "--split-seed", "2"], 2,
+     "--split-seed belongs to semi-supervised runs"),
 ])
 def test_bad_ssl_input_is_one_line_and_the_right_exit_code(argv, code, words, capsys, tmp_path):
     out = tmp_path / "out" / "mnist-sample-20" / "seed0"  # nested, as the default run folders
@@ -336,7 +393,8 @@ def test_pnl_beats_supervised_on_mnist_sample_with_20_labels(tmp_path):
     figures over 5 seeds: benchmarks/results/ssl_mnist.md."""
     errors = {}
     for method in ("supervised", "pnl"):
-        cfg = ssl_cfg(f"method={method}", "ssl.model=shared", steps=400, eval_every=400)
+        shared = ["ssl.model=shared"] if method == "pnl" else []  # supervised: one network
+        cfg = ssl_cfg(f"method={method}", *shared, steps=400, eval_every=400)
         data, _ = load_ssl_data(cfg)
         result = Trainer(cfg, data).fit()
         errors[method] = 100 - result["evaluation"]["heads"][cfg.method.predict]["accuracy"]

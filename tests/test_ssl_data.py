@@ -66,6 +66,8 @@ def test_balanced_split_can_take_every_image():
     (-10, "positive multiple"),
     (25, "--labels 20 or 30"),
     (7, "--labels 10"),
+    (115, "--labels 110 or 120"),  # 120 is the largest balanced split of these labels
+    (125, "use at most --labels 120"),  # neither 120 nor 130 is suggested past the largest
     (1000, "exceeds"),
     (150, "class 3 has only 12"),
 ])

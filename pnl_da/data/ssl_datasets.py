@@ -37,6 +37,18 @@ class SSLDataset:
     loader: Callable[[str, str], DomainData]  # (data root, "train"|"test") -> DomainData
     description: str
     download: Callable[[str], list[str]] | None  # root -> messages; None for bundled data
+    # What the labels mean: datasets with the same value (the digits 0-9) share classes, so a
+    # run trained on one can be scored on another of the same input format (pnl-da evaluate)
+    classes: str = ""
+
+    @property
+    def label_set(self) -> str:
+        return self.classes or f"{self.name} classes"
+
+    def same_task(self, other: SSLDataset) -> bool:
+        """Same classes and the same input format (channels and image size)."""
+        return (self.label_set, self.num_classes, self.channels, self.image_size) == (
+            other.label_set, other.num_classes, other.channels, other.image_size)
 
     def load(self, root: str, split: str) -> DomainData:
         if split not in SPLITS:
@@ -233,19 +245,19 @@ SSL_DATASETS: dict[str, SSLDataset] = {d.name: d for d in (
                _torchvision_ssl("svhn"),
                "SVHN, 73,257 + 26,032 32x32 house-number digits (torchvision format)",
                _downloader("svhn", _make_svhn, lambda root: EXPECTED_FILES["svhn"],
-                           _torchvision_ssl("svhn"))),
+                           _torchvision_ssl("svhn")), classes="digits 0-9"),
     SSLDataset("mnist", 10, 1, 28, **_DIGITS_NORM, flip=False, loader=_torchvision_ssl("mnist"),
                description="MNIST, 60,000 + 10,000 28x28 digits (torchvision format)",
                download=_downloader("mnist", _make_mnist, lambda root: EXPECTED_FILES["mnist"],
-                                    _torchvision_ssl("mnist"))),
+                                    _torchvision_ssl("mnist")), classes="digits 0-9"),
     SSLDataset("mnist-sample", 10, 1, 28, **_DIGITS_NORM, flip=False,
                loader=load_mnist_sample_ssl,
                description="4,998 real MNIST digits (bundled); fixed 20% per-class test holdout",
-               download=None),
+               download=None, classes="digits 0-9"),
     SSLDataset("uci", 10, 1, 28, **_DIGITS_NORM, flip=False, loader=load_uci_ssl,
                description="UCI optdigits, 1,797 digits (bundled); fixed 20% per-class test "
                            "holdout",
-               download=None),
+               download=None, classes="digits 0-9"),
 )}
 
 
@@ -279,9 +291,15 @@ def _as_numpy(labels: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(labels).astype(np.int64).reshape(-1)
 
 
-def _nearest_valid(n: int, k: int) -> str:
+def _nearest_valid(n: int, k: int, most: int) -> str:
+    """The multiples of ``k`` next to ``n`` that a split can take (at most ``most``)."""
+    if 0 < most < n:
+        return f"at most --labels {most}"
     lower = n // k * k
-    return f"--labels {lower} or {lower + k}" if lower > 0 else f"--labels {k}"
+    upper = lower + k if most <= 0 or lower + k <= most else None
+    if lower <= 0:
+        return f"--labels {k}"
+    return f"--labels {lower} or {upper}" if upper else f"--labels {lower}"
 
 
 def largest_balanced_split(labels: np.ndarray | torch.Tensor, num_classes: int) -> int:
@@ -301,14 +319,14 @@ def balanced_labeled_split(labels: np.ndarray | torch.Tensor, n_labels: int, num
     if n_labels <= 0:
         raise UsageError(f"--labels must be a positive multiple of the {k} classes "
                          f"(got {n_labels}); use e.g. --labels {4 * k}")
-    if n_labels % k:
-        raise UsageError(f"--labels {n_labels} is not divisible by the {k} classes; "
-                         f"use {_nearest_valid(n_labels, k)}")
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         raise DataError(f"training labels lie outside 0..{k - 1}; the dataset files do not "
                         f"match its {k} classes: delete them and download again")
     counts = np.bincount(labels, minlength=k)
     most = largest_balanced_split(labels, k)
+    if n_labels % k:
+        raise UsageError(f"--labels {n_labels} is not divisible by the {k} classes; "
+                         f"use {_nearest_valid(n_labels, k, most)}")
     if n_labels > labels.size:
         raise UsageError(f"--labels {n_labels} exceeds the {labels.size:,} training images; "
                          f"use at most --labels {most}")

@@ -19,10 +19,17 @@ from pnl_da.engine.run import (
     headline_metrics,
     prepare_domain,
 )
+from pnl_da.engine.ssl_run import prediction_names
 from pnl_da.engine.trainer import CHECKPOINT, autocast, resolve_device
 from pnl_da.errors import UsageError
 from pnl_da.methods import create_method
 from pnl_da.models.factory import create_model
+
+
+def describe_task(dataset) -> str:
+    plural = "s" if dataset.channels > 1 else ""
+    return (f"{dataset.num_classes} {dataset.label_set}, {dataset.image_size}x"
+            f"{dataset.image_size}, {dataset.channels} channel{plural}")
 
 
 def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = None,
@@ -41,14 +48,17 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     check_data_root(root)
     cfg.data.root = root
     if ssl:
-        from pnl_da.data.ssl_datasets import get_ssl_dataset
+        from pnl_da.data.ssl_datasets import SSL_DATASETS, get_ssl_dataset
 
+        trained = get_ssl_dataset(cfg.dataset.name)
         source = get_ssl_dataset(domain or cfg.dataset.name)
         num_classes = int(cfg.dataset.num_classes)
-        if source.num_classes != num_classes:
-            raise UsageError(f"{source.name} has {source.num_classes} classes but the run was "
-                             f"trained on {num_classes}; evaluate on a dataset with the same "
-                             "classes")
+        if not source.same_task(trained):
+            same = [d.name for d in SSL_DATASETS.values() if d.same_task(trained)]
+            raise UsageError(f"{source.name} ({describe_task(source)}) is not what the run was "
+                             f"trained on ({trained.name}: {describe_task(trained)}); evaluate "
+                             f"on a dataset with the same classes and input format: "
+                             f"{', '.join(same)}")
         raw = source.load(root, split or "test")
     else:
         source = get_benchmark(cfg.benchmark.name).domain(domain or cfg.benchmark.target)
@@ -64,9 +74,13 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     result = evaluate(method.eval_model(), batches_for(cfg, data, device), data.labels,
                       num_classes, lambda: autocast(device, device.type == "cuda"))
     heads = result["heads"]
+    predict, chosen, _ = chosen_prediction(result, cfg.method.predict)
+    # semi-supervised runs name what each head is (Mean Teacher: a is the teacher)
+    names = prediction_names(cfg.method.name, heads) if ssl else {}
     lines = [f"{run_dir}: {cfg.method.name} on {source.name} ({data.split}, {len(data)} images)"]
     for name, s in heads.items():
-        lines.append(f"  head {name:>4}: accuracy {s['accuracy']:.2f}%, "
+        what = f" ({names[name]})" if name in names else ""
+        lines.append(f"  head {name:>4}{what}: accuracy {s['accuracy']:.2f}%, "
                      f"mean class accuracy {s['mean_class_accuracy']:.2f}%")
-    _, chosen, _ = chosen_prediction(result, cfg.method.predict)
+    lines.append(f"  reported: head {predict}{f' ({names[predict]})' if predict in names else ''}")
     return headline_metrics(chosen, error=ssl), "\n".join(lines)

@@ -53,7 +53,8 @@ def comparable(cfg_yaml: str) -> dict:
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
-    for key in sorted(set(old) | set(new)):
+    # a section's name first: another method reads "method.name", not one of its options
+    for key in sorted(set(old) | set(new), key=lambda k: (k != "name", k)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             found = first_difference(a, b, f"{prefix}{key}.")
@@ -203,13 +204,14 @@ def train_rate(fit: dict) -> float | None:
     return round(fit["steps_trained"] / fit["train_time_s"], 2) if fit["train_time_s"] else None
 
 
-def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict) -> dict:
+def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
+              steps: int) -> dict:
     _, chosen, heads = chosen_prediction(evaluation, cfg.method.predict)
     return {
         "benchmark": cfg.benchmark.name,
         "task": f"{cfg.benchmark.source}->{cfg.benchmark.target}",
         "source": cfg.benchmark.source, "target": cfg.benchmark.target,
-        "method": cfg.method.name, "seed": int(cfg.seed), "steps": int(cfg.trainer.steps),
+        "method": cfg.method.name, "seed": int(cfg.seed), "steps": steps,
         "metrics": headline_metrics(chosen),
         "headline": HEADLINE.get(cfg.benchmark.name, "accuracy"),
         "prediction": cfg.method.predict,
@@ -273,6 +275,7 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
         result = ssl_run.summarize_ssl(cfg, evaluation, time.perf_counter() - started, summary,
                                        out_dir, trainer.total_steps)
     else:
-        result = summarize(cfg, evaluation, time.perf_counter() - started, summary)
+        result = summarize(cfg, evaluation, time.perf_counter() - started, summary,
+                           trainer.total_steps)
     write_json(out_dir / RESULT, result)
     return result

@@ -91,14 +91,20 @@ def oracle_best(metrics_path: Path, head: str) -> dict | None:
     return {"step": best["step"], "error": round(100 - best["accuracy"], 3)}
 
 
+def prediction_names(method: str, heads: dict) -> dict[str, str]:
+    """What each evaluated prediction of a semi-supervised run is (result.json's
+    ``prediction_is``)."""
+    if method == "mean_teacher":
+        return {"a": "teacher (EMA)", "b": "student", "mean": "mean of both softmaxes"}
+    if len(heads) == 2:  # one head: "a" and "mean" are the same model
+        return {"a": "the model", "mean": "the model"}
+    return {"a": "submodel A", "b": "submodel B", "mean": "mean of both softmaxes"}
+
+
 def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
                   out_dir: Path, steps: int) -> dict:
     predict, chosen, heads = chosen_prediction(evaluation, cfg.method.predict)
-    names = {"a": "submodel A", "b": "submodel B", "mean": "mean of both softmaxes"}
-    if cfg.method.name == "mean_teacher":
-        names = {"a": "teacher (EMA)", "b": "student", "mean": "mean of both softmaxes"}
-    elif len(heads) == 2:  # one head: "a" and "mean" are the same model
-        names = {"a": "the model", "mean": "the model"}
+    names = prediction_names(cfg.method.name, heads)
     return {
         "dataset": cfg.dataset.name, "labels": int(cfg.dataset.labels),
         "split_seed": split_seed(cfg),

@@ -77,6 +77,7 @@ class Method(nn.Module):
 
     name = "method"
     summary = ""  # one line for `pnl-da list methods`
+    ssl_summary = ""  # its semi-supervised form, where the line differs
 
     def __init__(self, cfg, model: Classifier, num_classes: int):
         super().__init__()

@@ -54,6 +54,8 @@ class PNL(Method):
     name = "pnl"
     summary = ("PNL: two heads teach each other pseudo-negative labels on target images, "
                "stacked on DANN/CDAN")
+    ssl_summary = ("PNL: two submodels (two networks, or two heads with ssl.model=shared) teach "
+                   "each other pseudo-negative labels on unlabeled images")
 
     def __init__(self, cfg, model, num_classes: int):
         super().__init__(cfg, model, num_classes)

@@ -48,6 +48,7 @@ def stability(v1_logits: torch.Tensor, v2_logits: torch.Tensor, threshold: float
 class PNLPaper(PNL):
     name = "pnl_paper"
     summary = "PNL inside Dual Student: the authors' CIFAR-10 recipe (method.md section 4)"
+    ssl_summary = summary
 
     CLASS, CONS = (0, 1), (2, 3)  # logit layout of the model: A_cls, B_cls, A_cons, B_cons
 
