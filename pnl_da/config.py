@@ -375,6 +375,7 @@ def _length_wins(overrides: list[str]) -> list[str]:
         return [*overrides, "trainer.steps=0"]
     return overrides
 
+
 def _check_group_choices(overrides: list[str], mode: str = "da") -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
