@@ -152,16 +152,22 @@ def cmd_compare(args) -> int:
     from pnl_da.engine.run import default_out_dir, execute, finished_result
     from pnl_da.report.tables import aggregate, to_csv, to_markdown
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    # each method and seed once, in the order given (a repeat would count one run twice)
+    methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
+    if not methods:
+        raise UsageError(f"--methods '{args.methods}' names no method; write e.g. "
+                         f"--methods {','.join(DEFAULT_METHODS)}")
     known = available("method")
     for m in methods:
         if m not in known:
             raise UsageError(f"unknown method '{m}'; choose from: {', '.join(known)}")
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        seeds = list(dict.fromkeys(int(s) for s in args.seeds.split(",") if s.strip()))
     except ValueError:
+        seeds = None
+    if not seeds:
         raise UsageError(f"--seeds '{args.seeds}' is not a comma-separated list of integers; "
-                         "write e.g. --seeds 0,1,2") from None
+                         "write e.g. --seeds 0,1,2")
     base = _base_overrides(args.benchmark, args.task, args.data_root, [])
     keys = _method_keys()
     # Compose everything first: a bad key fails before any training starts.

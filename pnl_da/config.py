@@ -289,23 +289,44 @@ CHOICES = {
 }
 
 
-# Numbers with a lower bound: (bound, strict). Checked once at composition, like CHOICES, so a
-# run that could only crash or train nothing is refused before its folder is written.
-LOWER_BOUNDS = {
-    "seed": (0, False),
-    "dataset.split_seed": (0, False),
-    "trainer.steps": (0, False),  # 0 only with trainer.epochs (checked below)
-    "trainer.epochs": (0, False),
-    "trainer.batch_size": (0, True),
-    "trainer.unlabeled_batch_size": (0, False),  # 0: trainer.batch_size
-    "trainer.eval_every": (0, True),
-    "trainer.eval_batch_size": (0, True),
-    "trainer.lr": (0, True),
-    "trainer.momentum": (0, False),
-    "trainer.weight_decay": (0, False),
-    "data.image_size": (0, True),
-    "data.workers": (0, False),
-    "method.k": (0, True),
+# Numbers with a range: (lowest, highest or None, lowest excluded). Checked once at composition,
+# like CHOICES, so that a run that could only crash or train nothing is refused before its
+# folder is written. Keys a method lacks are skipped.
+RANGES = {
+    "seed": (0, None, False),
+    "dataset.split_seed": (0, None, False),
+    "trainer.steps": (0, None, False),  # 0 only with trainer.epochs (checked below)
+    "trainer.epochs": (0, None, False),
+    "trainer.batch_size": (0, None, True),
+    "trainer.unlabeled_batch_size": (0, None, False),  # 0: trainer.batch_size
+    "trainer.eval_every": (0, None, True),
+    "trainer.eval_batch_size": (0, None, True),
+    "trainer.lr": (0, None, True),
+    "trainer.momentum": (0, 1, False),
+    "trainer.weight_decay": (0, None, False),
+    "trainer.lr_gamma": (0, None, False),
+    "trainer.lr_decay": (0, None, False),
+    "backbone.lr_mult": (0, None, False),
+    "backbone.bottleneck_dim": (0, None, False),
+    "data.image_size": (0, None, True),
+    "data.workers": (0, None, False),
+    **{f"data.{view}.{p}": (0, 1, False) for view in ("weak", "strong")
+       for p in ("erase", "solarize", "flip")},  # probabilities
+    "method.k": (0, None, True),
+    "method.tau": (0, 1, True),
+    "method.confidence": (0, 1, False),
+    "method.positive_threshold": (0, 1, False),
+    "method.threshold": (0, 1, False),
+    "method.ramp": (0, 1, False),
+    "method.share_floor": (0, None, False),
+    "method.weight": (0, None, False),
+    "method.positive_weight": (0, None, False),
+    "method.diversity": (0, None, False),
+    "method.trade_off": (0, None, False),
+    "method.grl_alpha": (0, None, False),
+    "method.disc_hidden": (0, None, True),
+    "method.randomized_dim": (0, None, True),
+    "method.ema_decay": (0, 1, False),
 }
 # Keys also set by a command-line option, named in their error messages.
 OPTION_OF = {"dataset.split_seed": "--split-seed"}
@@ -434,19 +455,26 @@ def _one_line_config_error(exc: BaseException, mode: str = "da") -> str:
 def _check_choices(cfg: DictConfig) -> None:
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and str(value).lower() not in allowed:
+        if value is None:
+            continue
+        if str(value).lower() not in allowed:
             raise UsageError(f"bad value '{value}' for '{key}'; "
                              f"choose one of: {', '.join(allowed)}")
+        # the code compares exact strings: 'Cosine' or a YAML true ('True') is stored as written
+        # in the choices, so that it is used, not silently replaced by a default
+        OmegaConf.update(cfg, key, str(value).lower())
 
 
 def _check_bounds(cfg: DictConfig) -> None:
-    for key, (bound, strict) in LOWER_BOUNDS.items():
+    for key, (low, high, low_excluded) in RANGES.items():
         value = OmegaConf.select(cfg, key, default=None)
-        if value is None or (value > bound if strict else value >= bound):
+        if value is None or ((value > low if low_excluded else value >= low)
+                             and (high is None or value <= high)):
             continue
         option = f" ({OPTION_OF[key]})" if key in OPTION_OF else ""
-        raise UsageError(f"bad value {value} for '{key}'{option}; use a number "
-                         f"{'>' if strict else '>='} {bound}")
+        wanted = f"{'>' if low_excluded else '>='} {low}" + (
+            f" and <= {high}" if high is not None else "")
+        raise UsageError(f"bad value {value} for '{key}'{option}; use a number {wanted}")
     steps, epochs = int(cfg.trainer.steps), int(cfg.trainer.epochs)
     if steps == 0 and epochs == 0:
         raise UsageError("the run has no length: trainer.steps and trainer.epochs are both 0; "

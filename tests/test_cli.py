@@ -47,6 +47,16 @@ def assert_one_line_error(code, err, expected_code, *fragments):
     (["compare", "digits", "uci->ms", "--methods", "dann,nope"], 2, ["unknown method 'nope'"]),
     (["compare", "digits", "uci->ms", "method.kk=2"], 2, ["method.kk"]),
     (["download", "office99"], 2, ["unknown dataset 'office99'", "office31", "cifar10"]),
+    # numbers that would crash after the run folder is written, or train nothing
+    (["run", "digits", "uci->ms", "method.disc_hidden=0"], 2, ["method.disc_hidden", "> 0"]),
+    (["run", "digits", "uci->ms", "method.tau=2"], 2, ["method.tau", "<= 1"]),
+    (["run", "digits", "uci->ms", "data.strong.erase=5"], 2, ["data.strong.erase"]),
+    (["run", "digits", "uci->ms", "trainer.lr_gamma=-1"], 2, ["trainer.lr_gamma"]),
+    (["run", "digits", "uci->ms", "trainer.momentum=5"], 2, ["trainer.momentum"]),
+    (["run", "digits", "uci->ms", "trainer.device=foo"], 2, ["trainer.device", "cuda:N"]),
+    (["run", "digits", "uci->ms", "method.heads=3"], 2, ["two classifier heads"]),
+    (["compare", "digits", "uci->ms", "--seeds="], 2, ["--seeds"]),
+    (["compare", "digits", "uci->ms", "--methods=,"], 2, ["names no method"]),
 ])
 def test_usage_errors(capsys, tmp_path, argv, code, fragments):
     got, out, err = run_cli(capsys, *argv, "--out", str(tmp_path / "out")) if argv[0] in (
@@ -105,6 +115,24 @@ def test_finished_run_is_never_overwritten_and_can_be_evaluated(capsys, tmp_path
     assert json.loads(stdout.strip().splitlines()[-1]) == result["metrics"]
 
 
+def test_a_run_that_stopped_before_its_first_checkpoint_does_not_block_the_next(capsys,
+                                                                                 tmp_path):
+    # what a crash or a killed compare leaves: the config and environment, no checkpoint
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("method:\n  disc_hidden: 0\n")
+    (out / "env.json").write_text("{}")
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out",
+                           str(out), *FAST)
+    assert code == 0, err
+    assert "source_only" in (out / "config.yaml").read_text()
+    # once a checkpoint exists the folder is a run: kept, and resumed only with --resume
+    (out / "result.json").unlink()
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out",
+                           str(out), *FAST)
+    assert_one_line_error(code, err, 2, "unfinished run", "--resume")
+
+
 def test_evaluate_on_a_folder_that_is_not_a_finished_run(capsys, tmp_path):
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.yaml").write_text("seed: 0\n")
@@ -112,6 +140,28 @@ def test_evaluate_on_a_folder_that_is_not_a_finished_run(capsys, tmp_path):
     assert_one_line_error(code, err, 2, "not a finished run")
     code, _, err = run_cli(capsys, "evaluate", str(tmp_path / "nowhere"))
     assert_one_line_error(code, err, 2, "not a folder")
+
+
+def test_choices_are_stored_as_the_code_compares_them():
+    from pnl_da.config import compose
+
+    cfg = compose(["benchmark=digits", "benchmark.source=uci", "benchmark.target=mnist-sample",
+                   "trainer.schedule=Cosine", "method.exchange=Both", "method.predict=A",
+                   "trainer.channels_last=true"])
+    assert (cfg.trainer.schedule, cfg.method.exchange, cfg.method.predict) == (
+        "cosine", "both", "a")
+    assert cfg.trainer.channels_last == "true"  # YAML's true arrives as 'True'
+
+
+def test_compare_counts_a_repeated_seed_or_method_once(capsys, tmp_path):
+    code, stdout, err = run_cli(capsys, "compare", "digits", "uci->ms", "--methods",
+                                "source_only,source_only", "--seeds", "0,0", "--out",
+                                str(tmp_path), *FAST)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "source_only").iterdir()) == ["seed0"]
+    rows = [line for line in (tmp_path / "comparison.csv").read_text().splitlines()
+            if line.startswith("source_only")]
+    assert len(rows) == 1, rows
 
 
 def test_resume_refuses_another_configuration(capsys, tmp_path):

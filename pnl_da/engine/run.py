@@ -19,7 +19,7 @@ from pnl_da.config import on_schema, to_yaml
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.evaluate import per_class_table
-from pnl_da.engine.trainer import METRICS, RunData, Trainer
+from pnl_da.engine.trainer import CHECKPOINT, METRICS, RunData, Trainer
 from pnl_da.errors import DataError, PnlError, UsageError
 from pnl_da.models.factory import check_weights_available
 
@@ -79,14 +79,17 @@ def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
     """Refuse an output folder that cannot be written or already holds another run."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output folder {out_dir} is a file; pass --out with a folder path")
-    has_run = any((out_dir / name).exists() for name in (CONFIG, METRICS, RESULT, "checkpoints"))
+    # A run is something to keep once it has a checkpoint or a result. A folder holding only the
+    # config.yaml and env.json of a run that stopped before its first checkpoint (a crash, a
+    # Ctrl-C, a compare that was killed) is started afresh: there is nothing in it to resume.
+    has_run = any((out_dir / name).is_file() for name in (RESULT, str(CHECKPOINT), METRICS))
     if has_run and not resume:
         state = "a finished run" if (out_dir / RESULT).exists() else "an unfinished run"
         hint = ("pass --resume to continue it" if state == "an unfinished run"
                 else "its result.json has the numbers")
         raise UsageError(f"output folder {out_dir} already holds {state}; {hint}, "
                          "or choose another --out")
-    if resume and (out_dir / CONFIG).is_file():
+    if resume and has_run and (out_dir / CONFIG).is_file():
         diff = first_difference(comparable((out_dir / CONFIG).read_text()), comparable(cfg_yaml))
         if diff:
             raise UsageError(f"cannot resume {out_dir} with another configuration ({diff}); "

@@ -42,7 +42,11 @@ class RunData:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown trainer.device '{name}'; use auto, cpu, cuda or "
+                         "cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"trainer.device={name} but no CUDA device is visible; "
                          "use trainer.device=cpu or auto")

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pnl_da.errors import UsageError
 from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.losses.negative import negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch, Method
@@ -60,7 +61,7 @@ class PNL(Method):
     def __init__(self, cfg, model, num_classes: int):
         super().__init__(cfg, model, num_classes)
         if getattr(model, "prediction_heads", len(model.heads)) != 2:
-            raise ValueError("PNL needs two classifier heads (method.heads=2)")
+            raise UsageError("PNL needs two classifier heads; leave method.heads at 2")
         self.generator: torch.Generator | None = None  # set by the trainer, checkpointed
         # one running class distribution per generator head (each submodel has its own bias)
         self.dist_align = (nn.ModuleList(DistributionAlignment(num_classes) for _ in range(2))
