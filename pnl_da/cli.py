@@ -149,7 +149,12 @@ def _overrides_for(method: str, overrides: list[str], keys: dict[str, set[str]])
 def cmd_compare(args) -> int:
     from pnl_da.config import available, compose, to_yaml
     from pnl_da.engine.checkpoint import write_text
-    from pnl_da.engine.run import default_out_dir, execute, finished_result
+    from pnl_da.engine.run import (
+        default_out_dir,
+        execute,
+        finished_result,
+        saved_run_difference,
+    )
     from pnl_da.report.tables import aggregate, to_csv, to_markdown
 
     # each method and seed once, in the order given (a repeat would count one run twice)
@@ -178,6 +183,14 @@ def cmd_compare(args) -> int:
             cfg = compose(base + [f"method={method}", f"seed={seed}"] + extra)
             plans.append((method, seed, cfg))
     out_root = _out_dir(args.out, default_out_dir(plans[0][2]).parent.parent)
+    # a kept run with other settings is refused before anything trains, not when reached
+    for method, seed, cfg in plans:
+        out = out_root / method / f"seed{seed}"
+        diff = saved_run_difference(out, to_yaml(cfg))
+        if diff:
+            raise UsageError(f"{out} holds a run with another configuration ({diff}); compare "
+                             "reuses identical runs only: choose another --out, or delete that "
+                             "folder to train it again")
     results = []
     for method, seed, cfg in plans:
         out = out_root / method / f"seed{seed}"
@@ -268,10 +281,14 @@ def cmd_list(args) -> int:
         for name in available("method", "ssl"):
             print(f"  {name}: {METHODS[name].ssl_summary or METHODS[name].summary}")
     if what in ("backbones", "all"):
-        print("backbones:")
-        for name in sorted(set(available("backbone")) | set(available("backbone", "ssl"))):
+        print("backbones (pnl-da run / compare):")
+        for name in available("backbone"):
             print(f"  {name}")
-        print("  any timm model name, e.g. backbone.name=resnet50 (input size: data.image_size)")
+        print("backbones (pnl-da ssl):")
+        for name in available("backbone", "ssl"):
+            print(f"  {name}")
+        print("  either mode: any timm model name, e.g. backbone.name=resnet50 (input size: "
+              "data.image_size)")
     return 0
 
 

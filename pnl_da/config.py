@@ -421,10 +421,9 @@ def _check_group_choices(overrides: list[str], mode: str = "da") -> None:
             names = available(key, mode)
             if value not in names:
                 where = " for semi-supervised runs" if mode == "ssl" else ""
+                see = "" if key == "trainer" else f" (see `pnl-da list {key}s`)"  # no list
                 raise UsageError(
-                    f"unknown {key} '{value}'{where}; choose one of: {', '.join(names)} "
-                    f"(see `pnl-da list {key}s`)"
-                )
+                    f"unknown {key} '{value}'{where}; choose one of: {', '.join(names)}{see}")
 
 
 def _one_line_config_error(exc: BaseException, mode: str = "da") -> str:

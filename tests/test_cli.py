@@ -162,6 +162,15 @@ def test_compare_counts_a_repeated_seed_or_method_once(capsys, tmp_path):
     rows = [line for line in (tmp_path / "comparison.csv").read_text().splitlines()
             if line.startswith("source_only")]
     assert len(rows) == 1, rows
+    # the comparison folder is not a run: evaluate points to one of its runs
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path))
+    assert_one_line_error(code, err, 2, "comparison folder", str(tmp_path / "source_only"))
+    # a kept run with other settings is refused before anything else trains
+    code, _, err = run_cli(capsys, "compare", "digits", "uci->ms", "--methods",
+                           "dann,source_only", "--seeds", "0", "--out", str(tmp_path), *FAST,
+                           "trainer.lr=0.02")
+    assert_one_line_error(code, err, 2, "another configuration", "trainer.lr")
+    assert not (tmp_path / "dann").exists()
 
 
 def test_resume_refuses_another_configuration(capsys, tmp_path):

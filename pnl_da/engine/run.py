@@ -75,22 +75,33 @@ def finished_result(out_dir: Path, cfg_yaml: str) -> dict | None:
     return json.loads(result.read_text())
 
 
+def holds_run(out_dir: Path) -> bool:
+    """A run is something to keep once it has a checkpoint or a result. A folder holding only
+    the config.yaml and env.json of a run that stopped before its first checkpoint (a crash, a
+    Ctrl-C, a compare that was killed) is started afresh: there is nothing in it to resume."""
+    return any((out_dir / name).is_file() for name in (RESULT, str(CHECKPOINT), METRICS))
+
+
+def saved_run_difference(out_dir: Path, cfg_yaml: str) -> str | None:
+    """How the run kept in ``out_dir`` differs from ``cfg_yaml`` (None: no run, or the same)."""
+    if not (holds_run(out_dir) and (out_dir / CONFIG).is_file()):
+        return None
+    return first_difference(comparable((out_dir / CONFIG).read_text()), comparable(cfg_yaml))
+
+
 def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
     """Refuse an output folder that cannot be written or already holds another run."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output folder {out_dir} is a file; pass --out with a folder path")
-    # A run is something to keep once it has a checkpoint or a result. A folder holding only the
-    # config.yaml and env.json of a run that stopped before its first checkpoint (a crash, a
-    # Ctrl-C, a compare that was killed) is started afresh: there is nothing in it to resume.
-    has_run = any((out_dir / name).is_file() for name in (RESULT, str(CHECKPOINT), METRICS))
+    has_run = holds_run(out_dir)
     if has_run and not resume:
         state = "a finished run" if (out_dir / RESULT).exists() else "an unfinished run"
         hint = ("pass --resume to continue it" if state == "an unfinished run"
                 else "its result.json has the numbers")
         raise UsageError(f"output folder {out_dir} already holds {state}; {hint}, "
                          "or choose another --out")
-    if resume and has_run and (out_dir / CONFIG).is_file():
-        diff = first_difference(comparable((out_dir / CONFIG).read_text()), comparable(cfg_yaml))
+    if resume:
+        diff = saved_run_difference(out_dir, cfg_yaml)
         if diff:
             raise UsageError(f"cannot resume {out_dir} with another configuration ({diff}); "
                              "use the run's own settings or another --out")
