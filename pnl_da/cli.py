@@ -155,6 +155,7 @@ def cmd_compare(args) -> int:
         finished_result,
         saved_run_difference,
     )
+    from pnl_da.engine.trainer import CHECKPOINT
     from pnl_da.report.tables import aggregate, to_csv, to_markdown
 
     # each method and seed once, in the order given (a repeat would count one run twice)
@@ -183,23 +184,23 @@ def cmd_compare(args) -> int:
             cfg = compose(base + [f"method={method}", f"seed={seed}"] + extra)
             plans.append((method, seed, cfg))
     out_root = _out_dir(args.out, default_out_dir(plans[0][2]).parent.parent)
+    jobs = [(method, seed, cfg, out_root / method / f"seed{seed}", to_yaml(cfg))
+            for method, seed, cfg in plans]
     # a kept run with other settings is refused before anything trains, not when reached
-    for method, seed, cfg in plans:
-        out = out_root / method / f"seed{seed}"
-        diff = saved_run_difference(out, to_yaml(cfg))
+    for _, _, _, out, cfg_yaml in jobs:
+        diff = saved_run_difference(out, cfg_yaml)
         if diff:
             raise UsageError(f"{out} holds a run with another configuration ({diff}); compare "
                              "reuses identical runs only: choose another --out, or delete that "
                              "folder to train it again")
     results = []
-    for method, seed, cfg in plans:
-        out = out_root / method / f"seed{seed}"
-        done = finished_result(out, to_yaml(cfg))
+    for method, seed, cfg, out, cfg_yaml in jobs:
+        done = finished_result(out, cfg_yaml)
         if done is not None:
             print(f"{method} seed {seed}: reusing finished run {out}", file=sys.stderr)
             results.append(done)
             continue
-        resume = (out / "checkpoints" / "last.pt").is_file()
+        resume = (out / CHECKPOINT).is_file()
         print(f"{method} seed {seed}: {'resuming' if resume else 'training'} -> {out}",
               file=sys.stderr)
         result = execute(cfg, out, resume=resume, log=lambda m: print(m, file=sys.stderr))
@@ -373,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         # Hydra overrides (KEY=VALUE) may stand anywhere among the options.
         args.overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         unknown = [a for a in rest if a not in args.overrides]
-        ssl_only = [a.partition("=")[0] for a in rest
-                    if a.partition("=")[0] in ("--labels", "--split-seed")]
+        ssl_only = [option for option in (a.partition("=")[0] for a in rest)
+                    if option in ("--labels", "--split-seed")]
         if args.command in ("run", "compare") and ssl_only:
             raise UsageError(f"{ssl_only[0]} belongs to semi-supervised runs: `pnl-da ssl DATASET "
                              f"--labels N`; `pnl-da {args.command}` trains on a labeled source "

@@ -322,7 +322,6 @@ def balanced_labeled_split(labels: np.ndarray | torch.Tensor, n_labels: int, num
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         raise DataError(f"training labels lie outside 0..{k - 1}; the dataset files do not "
                         f"match its {k} classes: delete them and download again")
-    counts = np.bincount(labels, minlength=k)
     most = largest_balanced_split(labels, k)
     if n_labels % k:
         raise UsageError(f"--labels {n_labels} is not divisible by the {k} classes; "
@@ -331,7 +330,8 @@ def balanced_labeled_split(labels: np.ndarray | torch.Tensor, n_labels: int, num
         raise UsageError(f"--labels {n_labels} exceeds the {labels.size:,} training images; "
                          f"use at most --labels {most}")
     per_class = n_labels // k
-    if counts.min() < per_class:
+    if most < n_labels:  # the rarest class has fewer than per_class images
+        counts = np.bincount(labels, minlength=k)
         c = int(counts.argmin())
         fix = f"use at most --labels {most}" if most > 0 else "choose another dataset"
         raise UsageError(f"--labels {n_labels} needs {per_class} images of each class but "

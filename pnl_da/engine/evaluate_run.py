@@ -39,12 +39,12 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
         raise UsageError(f"{run_dir} is not a folder; pass the folder of a finished run "
                          "(it holds result.json)")
     missing = [p for p in (RESULT, CONFIG, str(CHECKPOINT)) if not (run_dir / p).is_file()]
-    runs = sorted(p.parent for p in run_dir.glob(f"*/seed*/{RESULT}"))
-    if missing and runs:  # a compare folder: its runs are one level further down
-        raise UsageError(f"{run_dir} is a comparison folder ({len(runs)} finished "
-                         f"run{'s' if len(runs) > 1 else ''}), not one run; pass one of its "
-                         f"runs, e.g. {runs[0]}")
     if missing:
+        runs = sorted(p.parent for p in run_dir.glob(f"*/seed*/{RESULT}"))
+        if runs:  # a compare folder: its runs are one level further down
+            raise UsageError(f"{run_dir} is a comparison folder ({len(runs)} finished "
+                             f"run{'s' if len(runs) > 1 else ''}), not one run; pass one of its "
+                             f"runs, e.g. {runs[0]}")
         raise UsageError(f"{run_dir} is not a finished run (no {missing[0]}); finish it with "
                          "`pnl-da run ... --resume --out " + str(run_dir) + "` first")
     cfg = on_schema(OmegaConf.load(run_dir / CONFIG))
