@@ -116,3 +116,7 @@ def test_download_without_network_is_a_clear_data_error(tmp_path, monkeypatch):
         DIGITS.download(str(tmp_path))
     assert "usps" in str(err.value) and "svhn" in str(err.value)
     assert "MNIST/raw" in str(err.value) and "\n" not in str(err.value)
+    # in words, not exception classes; and no empty MNIST/raw left behind
+    assert str(err.value).count("no connection: Connection refused") == 3, str(err.value)
+    assert "Error" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []

@@ -224,6 +224,22 @@ def test_cifar_download_without_network_is_a_clear_data_error(tmp_path, monkeypa
     message = one_line(info)
     assert "could not download cifar10" in message and "cifar-10-python.tar.gz" in message
     assert str(tmp_path / "data") in message
+    assert "(no connection: Connection refused)" in message
+
+
+@pytest.mark.parametrize("text,reason", [
+    # torchvision's MNIST folds each mirror's error into one RuntimeError's text
+    ("Error downloading t10k-images-idx3-ubyte.gz:\nTried https://a/, got:\n<urlopen error "
+     "[Errno -2] Name or service not known>\n", "no connection: Name or service not known"),
+    ("HTTP Error 404: Not Found", "the server answered HTTP 404 Not Found"),
+    ("<urlopen error timed out>", "no connection: timed out"),
+    ("File not found or corrupted.", "a downloaded file failed its checksum"),
+    ("disk quota exceeded", "disk quota exceeded"),
+])
+def test_a_torchvision_download_failure_is_told_in_words(text, reason):
+    from pnl_da.data.download import torchvision_failure
+
+    assert torchvision_failure(RuntimeError(text)) == reason
 
 
 def test_the_benchmark_reference_row_uses_the_largest_balanced_split_of_mnist_sample(monkeypatch):

@@ -108,6 +108,8 @@ def download_digits(root: str) -> list[str]:
     """Fetch MNIST, USPS and SVHN with torchvision into ``root``; report what happened."""
     from torchvision import datasets
 
+    from pnl_da.data.download import torchvision_download
+
     Path(root).mkdir(parents=True, exist_ok=True)
     messages, failures = [], []
     for kind, make in (
@@ -116,12 +118,11 @@ def download_digits(root: str) -> list[str]:
         ("svhn", lambda train: datasets.SVHN(root, split="train" if train else "test",
                                               download=True)),
     ):
-        try:
-            for train in (True, False):
-                make(train)
+        failure = torchvision_download(root, lambda make=make: [make(t) for t in (True, False)])
+        if failure:
+            failures.append(f"{kind} ({failure})")
+        else:
             messages.append(f"{kind}: ready under {root}")
-        except Exception as exc:  # network refused, checksum mismatch, ...
-            failures.append(f"{kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})")
     if failures:
         raise DataError(f"could not download {'; '.join(failures)}; without network, place "
                         + ", ".join(f"{k}: {v}" for k, v in EXPECTED_FILES.items())

@@ -361,3 +361,57 @@ def _hinted(job: _Job, check, *args):
         return check(*args)
     except DataError as exc:
         raise DataError(f"{exc}; run {job.rerun()} again to re-extract the archives") from None
+
+
+# --- torchvision's own downloads (MNIST, USPS, SVHN, CIFAR) --------------------------------
+
+def torchvision_failure(exc: BaseException) -> str:
+    """Why a torchvision download failed, in words. Torchvision folds each mirror's error into
+    its message text (MNIST: "Tried <mirror>, got: <urlopen error ...>"), so the text is read."""
+    text = " ".join(str(exc).split())
+    offline = re.search(r"urlopen error (?:\[Errno -?\d+\] )?([^>]+)>", text)
+    if offline:
+        return f"no connection: {offline.group(1).strip()}"
+    http = re.search(r"HTTP Error (\d+): ([^.]+)", text)
+    if http:
+        return f"the server answered HTTP {http.group(1)} {http.group(2).strip()}"
+    if "timed out" in text:
+        return "the connection timed out"
+    if "corrupted" in text or "MD5" in text or "checksum" in text.lower():
+        return "a downloaded file failed its checksum"
+    return text[:100] or type(exc).__name__
+
+
+def remove_empty_folders(created: list[Path]) -> None:
+    """Remove the folders a failed download made and left empty, deepest first, so that a
+    failed attempt leaves the data root as it was."""
+    for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except OSError:
+            pass
+
+
+def folders_near(root: Path) -> set[Path]:
+    """``root`` and the folders up to two levels under it (torchvision makes ``MNIST/raw``),
+    to tell after a download which ones it made; not a walk of a whole data root."""
+    if not root.is_dir():
+        return set()
+    found = {root}
+    for child in root.iterdir():
+        if child.is_dir():
+            found.add(child)
+            found.update(p for p in child.iterdir() if p.is_dir())
+    return found
+
+
+def torchvision_download(root: str, fetch: Callable[[], object]) -> str | None:
+    """Run torchvision's download ``fetch`` into ``root``. None when it worked; else why not,
+    in words, after removing the folders it made under ``root`` and left empty."""
+    before = folders_near(Path(root))
+    try:
+        fetch()
+    except Exception as exc:  # network refused, checksum mismatch, ...
+        remove_empty_folders(sorted(folders_near(Path(root)) - before))
+        return torchvision_failure(exc)
+    return None

@@ -184,14 +184,14 @@ def load_uci_ssl(root: str, split: str) -> DomainData:
 def _downloader(name: str, make: Callable[[str, bool], object], expected: Callable[[str], str],
                 loader: Callable[[str, str], DomainData]) -> Callable[[str], list[str]]:
     def download(root: str) -> list[str]:
+        from pnl_da.data.download import torchvision_download
+
         Path(root).mkdir(parents=True, exist_ok=True)
-        try:
-            for train in (True, False):
-                make(root, train)  # torchvision downloads and verifies its md5 checksums
-        except Exception as exc:  # network refused, checksum mismatch, ...
-            first = str(exc).splitlines()[0][:80] if str(exc) else ""
-            raise DataError(f"could not download {name} ({type(exc).__name__}: {first}); "
-                            f"without network, place {expected(root)} under {root}") from exc
+        # torchvision downloads and verifies its md5 checksums
+        failure = torchvision_download(root, lambda: [make(root, train) for train in (True, False)])
+        if failure:
+            raise DataError(f"could not download {name} ({failure}); without network, place "
+                            f"{expected(root)} under {root}")
         sizes = [len(loader(root, split)) for split in SPLITS]
         return [f"{name}: ready under {root} ({sizes[0]:,} train, {sizes[1]:,} test images)"]
 
