@@ -81,14 +81,22 @@ import json, statistics, sys
 runs = json.load(open(sys.argv[1]))
 pnl = {k: v for k, v in runs.items() if v["overrides"][0] == "method=pnl"}
 best = max(pnl, key=lambda k: statistics.mean(pnl[k]["accuracy"].values()))
-print(" ".join(o for o in pnl[best]["overrides"] if o.startswith("method.")))
+# the ablation pins every option; keep those that the best variant reads
+from pnl_da.config import compose, inert_options
+options = [o for o in pnl[best]["overrides"] if o.startswith("method.")]
+cfg = compose(["benchmark.source=uci", "benchmark.target=mnist-sample", "method=pnl", *options],
+              allow_inert=True)
+inert = inert_options(cfg.method)
+print(" ".join(o for o in options if o.partition("=")[0].removeprefix("method.") not in inert))
 PY
 )
 echo "PNL variant overrides: ${BEST:-(the default)}" | tee "$OUT/best_variant.txt"
 for m in source_only dann cdan pnl; do
+  # the variant's options are PNL's (a compare of dann alone refuses options that change nothing)
+  VARIANT=""; [ "$m" = pnl ] && VARIANT="${BEST:-}"
   for s in 0 1 2; do  # one process per run, then one compare that reuses them all
     python3 -m pnl_da.cli compare digits "$TASK" --methods $m --seeds $s --out /tmp/compare \
-      trainer.progress=false ${BEST:-} > "/tmp/compare_$m$s.log" 2>&1 &
+      trainer.progress=false $VARIANT > "/tmp/compare_$m$s.log" 2>&1 &
   done
 done
 wait

@@ -55,7 +55,7 @@ def run_one(job: tuple[str, list[str], int, str, int]) -> tuple[str, int, float]
     from pnl_da.config import compose, to_yaml
     from pnl_da.engine.run import execute, finished_result
 
-    cfg = compose(TASK + overrides + [f"seed={seed}"])
+    cfg = compose(TASK + overrides + [f"seed={seed}"], allow_inert=True)  # pinned START
     out = Path(root) / _slug(name) / f"seed{seed}"
     done = finished_result(out, to_yaml(cfg))
     result = done or execute(cfg, out, resume=out.exists(), log=lambda *_: None)

@@ -13,7 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from pnl_da.errors import PnlError, UsageError
+from pnl_da.errors import Interrupted, PnlError, UsageError
 
 DEFAULT_METHODS = ("source_only", "dann", "cdan", "pnl")
 
@@ -147,7 +147,7 @@ def _overrides_for(method: str, overrides: list[str], keys: dict[str, set[str]])
 
 
 def cmd_compare(args) -> int:
-    from pnl_da.config import available, compose, to_yaml
+    from pnl_da.config import available, compose, inert_options, to_yaml
     from pnl_da.engine.checkpoint import write_text
     from pnl_da.engine.run import (
         default_out_dir,
@@ -177,12 +177,22 @@ def cmd_compare(args) -> int:
     base = _base_overrides(args.benchmark, args.task, args.data_root, [])
     keys = _method_keys()
     # Compose everything first: a bad key fails before any training starts.
-    plans = []
+    plans, used = [], set()
     for method in methods:
         extra = _overrides_for(method, args.overrides, keys)
+        # a method option that changes nothing in this method (method.entropy in DANN beside
+        # CDAN) is left out of its runs; one that changes nothing in any method is an error
+        inert = inert_options(compose(base + [f"method={method}"] + extra,
+                                      allow_inert=True).method)
+        extra = [o for o in extra if o.partition("=")[0].removeprefix("method.") not in inert]
+        used.update(extra)
         for seed in seeds:
             cfg = compose(base + [f"method={method}", f"seed={seed}"] + extra)
             plans.append((method, seed, cfg))
+    for item in args.overrides:
+        if item.startswith("method.") and item not in used:
+            raise UsageError(f"'{item}' changes nothing in the methods compared "
+                             f"({', '.join(methods)}); leave it out")
     out_root = _out_dir(args.out, default_out_dir(plans[0][2]).parent.parent)
     jobs = [(method, seed, cfg, out_root / method / f"seed{seed}", to_yaml(cfg))
             for method, seed, cfg in plans]
@@ -362,13 +372,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted_message(exc: KeyboardInterrupt, command: str | None) -> str:
+    """What Ctrl-C left behind and how to go on: a compare resumes by itself when run again,
+    a single run with --resume; before a run's first checkpoint there is nothing to resume."""
+    if not isinstance(exc, Interrupted):
+        return "interrupted"
+    compare = command == "compare"
+    if exc.has_checkpoint:
+        how = ("run the same command again: finished runs are reused and this one resumes"
+               if compare else "continue with the same command and --resume")
+        return f"interrupted; {exc.out_dir} keeps its last checkpoint; {how}"
+    return (f"interrupted before the first checkpoint of {exc.out_dir}; nothing to resume: the "
+            "same command starts it afresh")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    command = None
     try:
         parser = build_parser()
         args, rest = parser.parse_known_args(argv)
-        if not getattr(args, "command", None):
+        command = getattr(args, "command", None)
+        if not command:
             parser.print_help()
             return 2
         # Hydra overrides (KEY=VALUE) may stand anywhere among the options.
@@ -390,9 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"pnl-da: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("pnl-da: interrupted; the last checkpoint is kept, continue with --resume",
-              file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"pnl-da: {_interrupted_message(exc, command)}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # the reader of stdout went away (`pnl-da list | head`): stop quietly, as shell tools

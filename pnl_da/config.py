@@ -355,9 +355,52 @@ def available(group: str, mode: str = "da") -> list[str]:
     return sorted(p.stem for p in (config_dir(mode) / group).glob("*.yaml"))
 
 
-def compose(overrides: list[str], mode: str = "da") -> DictConfig:
+ADVERSARIAL = ("trade_off", "disc_hidden", "grl_alpha", "entropy", "randomized",
+               "randomized_dim")
+CDAN_ONLY = ("entropy", "randomized", "randomized_dim")
+
+
+def inert_options(method: DictConfig) -> dict[str, str]:
+    """Options of this method configuration that change nothing, each with the reason: the
+    alignment options under no alignment, CDAN's under DANN, and the PNL options of selections
+    that do not read them. Given on the command line, they are refused (a user would believe
+    that ``method=dann method.entropy=true`` trained DANN+E)."""
+    inert: dict[str, str] = {}
+    if "trade_off" in method:
+        aligner = method.name if method.name in ("dann", "cdan") else method.align
+        if aligner == "none":
+            inert.update(dict.fromkeys(ADVERSARIAL, f"{method.name} aligns nothing here "
+                                                    "(method.align=none)"))
+        elif aligner == "dann":
+            inert.update(dict.fromkeys(CDAN_ONLY, "it is an option of CDAN's conditioning, "
+                                                  f"and {method.name} aligns with DANN"))
+        elif not method.randomized:
+            inert["randomized_dim"] = ("it sizes CDAN's randomized map, which is off "
+                                       "(method.randomized=false)")
+    if "selection" in method:
+        if method.selection not in ("threshold", "targeted", "runner_up"):
+            inert["tau"] = (f"method.selection={method.selection} does not read it "
+                            "(threshold, targeted and runner_up do)")
+        if method.selection != "random":
+            inert["replacement"] = (f"method.selection={method.selection} does not read it "
+                                    "(random does)")
+    return inert
+
+
+def _check_inert(cfg: DictConfig, overrides: list[str]) -> None:
+    inert = inert_options(cfg.method)
+    for item in overrides:
+        key = item.partition("=")[0]
+        leaf = key.split(".", 1)[1] if key.startswith("method.") else None
+        if leaf in inert:
+            raise UsageError(f"'{item}' changes nothing: {inert[leaf]}; leave it out")
+
+
+def compose(overrides: list[str], mode: str = "da", allow_inert: bool = False) -> DictConfig:
     """Compose the run configuration from the packaged configs and command-line overrides;
-    ``mode="ssl"`` composes a semi-supervised run (``configs/ssl``)."""
+    ``mode="ssl"`` composes a semi-supervised run (``configs/ssl``). A method option that
+    would change nothing is an error unless ``allow_inert`` (compare gives one option to
+    several methods)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -378,6 +421,8 @@ def compose(overrides: list[str], mode: str = "da") -> DictConfig:
     _check_choices(cfg)
     _check_bounds(cfg)
     _check_eval_ema(cfg.method)
+    if not allow_inert:
+        _check_inert(cfg, overrides)
     if mode == "ssl" and cfg.method.heads != 2 and any(o.startswith("ssl.model=")
                                                         for o in overrides):
         raise UsageError(f"ssl.model chooses how the two submodels of pnl and pnl_paper are "

@@ -20,3 +20,11 @@ class DataError(PnlError):
     """Dataset missing, file missing or unreadable, bad image list."""
 
     exit_code = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: which folder it hit and whether it has a checkpoint to resume."""
+
+    def __init__(self, out_dir, has_checkpoint: bool):
+        super().__init__(str(out_dir))
+        self.out_dir, self.has_checkpoint = out_dir, has_checkpoint

@@ -55,6 +55,18 @@ def assert_one_line_error(code, err, expected_code, *fragments):
     (["run", "digits", "uci->ms", "trainer.momentum=5"], 2, ["trainer.momentum"]),
     (["run", "digits", "uci->ms", "trainer.device=foo"], 2, ["trainer.device", "cuda:N"]),
     (["run", "digits", "uci->ms", "method.heads=3"], 2, ["two classifier heads"]),
+    (["run", "digits", "uci->ms", "method.k=10"], 2, ["method.k=10", "10 classes",
+                                                       "method.k=9"]),
+    # options that would change nothing: refused, not silently kept in config.yaml
+    (["run", "digits", "uci->ms", "method=dann", "method.entropy=true"], 2,
+     ["'method.entropy=true' changes nothing", "CDAN"]),
+    (["run", "digits", "uci->ms", "method.align=none", "method.grl_alpha=5"], 2,
+     ["method.grl_alpha=5", "method.align=none"]),
+    (["run", "digits", "uci->ms", "method.tau=0.1"], 2, ["method.selection=random"]),
+    (["ssl", "mnist-sample", "--labels", "20", "method.replacement=true"], 2,
+     ["changes nothing", "method.selection=targeted"]),
+    (["compare", "digits", "uci->ms", "--methods", "dann,source_only", "method.entropy=true"], 2,
+     ["changes nothing in the methods compared (dann, source_only)"]),
     (["compare", "digits", "uci->ms", "--seeds="], 2, ["--seeds"]),
     (["compare", "digits", "uci->ms", "--methods=,"], 2, ["names no method"]),
 ])
@@ -113,6 +125,12 @@ def test_finished_run_is_never_overwritten_and_can_be_evaluated(capsys, tmp_path
     code, stdout, err = run_cli(capsys, "evaluate", str(out))
     assert code == 0, err
     assert json.loads(stdout.strip().splitlines()[-1]) == result["metrics"]
+    # mnist-sample has no train/test split here: all its images, only when asked for
+    code, stdout, err = run_cli(capsys, "evaluate", str(out), "--split", "all")
+    assert code == 0, err
+    assert json.loads(stdout.strip().splitlines()[-1]) == result["metrics"]
+    code, _, err = run_cli(capsys, "evaluate", str(out), "--split", "train")
+    assert_one_line_error(code, err, 2, "no train split", "--split all")
 
 
 def test_a_run_that_stopped_before_its_first_checkpoint_does_not_block_the_next(capsys,
@@ -131,6 +149,57 @@ def test_a_run_that_stopped_before_its_first_checkpoint_does_not_block_the_next(
     code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out",
                            str(out), *FAST)
     assert_one_line_error(code, err, 2, "unfinished run", "--resume")
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_finite_state(capsys,
+                                                                              tmp_path):
+    import math
+
+    import torch
+
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only",
+                           "trainer.lr=1e9", "--out", str(out), *FAST)
+    assert_one_line_error(code, err, 1, "training diverged", "loss is nan", "trainer.lr",
+                          "checkpoint of step 2")
+    assert not (out / "result.json").exists()
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [2]  # nothing logged after the loss went NaN
+    assert all(math.isfinite(v) for r in logged for v in r["losses"].values())
+    state = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 2
+    assert all(torch.isfinite(t).all() for t in state["method"].values()
+               if t.is_floating_point())
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+@pytest.mark.parametrize("stop_at,kept", [(1, False), (3, True)])
+def test_ctrl_c_says_what_is_kept_and_how_to_go_on(capsys, tmp_path, monkeypatch, command,
+                                                   stop_at, kept):
+    from pnl_da.engine.trainer import Trainer
+
+    original = Trainer.train_step
+
+    def interrupted_at(self, step):  # Ctrl-C during step `stop_at` (checkpoints: every 2)
+        if step + 1 == stop_at:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_at)
+    args = (["run", "digits", "uci->ms", "method=source_only"] if command == "run" else
+            ["compare", "digits", "uci->ms", "--methods", "source_only", "--seeds", "0"])
+    code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "out"), *FAST)
+    assert code == 130
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("pnl-da: interrupted")
+    assert ("keeps its last checkpoint" in line) == kept, line
+    assert ("nothing to resume" in line) == (not kept), line
+    assert ("--resume" in line) == (kept and command == "run"), line
+    # and the advice works: the same command (with --resume for a run) finishes the run
+    monkeypatch.setattr(Trainer, "train_step", original)
+    again = list(args) + (["--resume"] if kept and command == "run" else [])
+    code, _, err = run_cli(capsys, *again, "--out", str(tmp_path / "out"), *FAST)
+    assert code == 0, err
 
 
 def test_evaluate_on_a_folder_that_is_not_a_finished_run(capsys, tmp_path):
@@ -171,6 +240,17 @@ def test_compare_counts_a_repeated_seed_or_method_once(capsys, tmp_path):
                            "trainer.lr=0.02")
     assert_one_line_error(code, err, 2, "another configuration", "trainer.lr")
     assert not (tmp_path / "dann").exists()
+
+
+def test_compare_gives_an_option_only_to_the_methods_it_changes(capsys, tmp_path):
+    from omegaconf import OmegaConf
+
+    code, _, err = run_cli(capsys, "compare", "digits", "uci->ms", "--methods", "dann,cdan",
+                           "--seeds", "0", "method.entropy=true", "--out", str(tmp_path), *FAST)
+    assert code == 0, err
+    entropy = {m: OmegaConf.load(tmp_path / m / "seed0" / "config.yaml").method.entropy
+               for m in ("dann", "cdan")}
+    assert entropy == {"dann": False, "cdan": True}
 
 
 def test_resume_refuses_another_configuration(capsys, tmp_path):

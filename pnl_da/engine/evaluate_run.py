@@ -68,6 +68,10 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     else:
         source = get_benchmark(cfg.benchmark.name).domain(domain or cfg.benchmark.target)
         num_classes = int(cfg.benchmark.num_classes)
+        if split and source.resolve_split(split) != split:
+            # training falls back to the whole domain; an explicit --split must not
+            raise UsageError(f"domain '{source.name}' has no {split} split, only all its "
+                             "images; pass --split all (or leave --split out)")
         raw = source.load(root, split or cfg.benchmark.target_eval_split)
     data = prepare_domain(cfg, raw)
 

@@ -20,8 +20,8 @@ from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.evaluate import per_class_table
 from pnl_da.engine.trainer import CHECKPOINT, METRICS, RunData, Trainer
-from pnl_da.errors import DataError, PnlError, UsageError
-from pnl_da.models.factory import check_weights_available
+from pnl_da.errors import DataError, Interrupted, PnlError, UsageError
+from pnl_da.models.factory import check_input_size, check_weights_available
 
 RESULT = "result.json"
 # The metric a benchmark reports first; VisDA's convention is the mean of per-class accuracies.
@@ -244,6 +244,8 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
     check_out_dir(out_dir, cfg_yaml, resume)
     try:
         return _execute(cfg, cfg_yaml, out_dir, resume, log)
+    except KeyboardInterrupt:
+        raise Interrupted(out_dir, (out_dir / CHECKPOINT).is_file()) from None
     except PnlError:
         # bad data found before anything was written: leave no empty folder behind
         for folder in created:
@@ -259,6 +261,7 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
         if done is not None:
             log(f"{out_dir} is already finished; nothing to do")
             return done
+    check_input_size(cfg.backbone.name, cfg.data.image_size)
     check_weights_available(cfg.backbone)
     ssl = "dataset" in cfg  # a semi-supervised run (pnl_da/engine/ssl_run.py)
     if ssl:

@@ -24,7 +24,7 @@ from pnl_da.data.streams import DomainStream, Normalizer
 from pnl_da.engine.checkpoint import load_checkpoint, save_checkpoint
 from pnl_da.engine.evaluate import batches_for, evaluate, task_section
 from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
-from pnl_da.errors import UsageError
+from pnl_da.errors import PnlError, UsageError
 from pnl_da.methods import Batch, create_method, total_loss
 from pnl_da.models.factory import create_model
 
@@ -141,6 +141,7 @@ class Trainer:
                                   tcfg.unlabeled_batch_size or tcfg.batch_size)
         self.total_steps = total_steps(tcfg, len(data.source) + len(data.target_train))
         self.step = 0
+        self.saved_step: int | None = None  # step of the last checkpoint written or resumed
         self.data_time = 0.0  # seconds spent producing batches (on GPU: launching the work)
 
     # -- pieces -----------------------------------------------------------------------------
@@ -243,6 +244,7 @@ class Trainer:
         # On the CPU first: generator states must stay CPU tensors; load_state_dict moves
         # weights and optimiser state to the training device.
         self.load_state_dict(load_checkpoint(path, map_location="cpu"))
+        self.saved_step = self.step
         metrics = self.run_dir / METRICS
         if metrics.is_file():
             kept = [line for line in metrics.read_text().splitlines()
@@ -278,8 +280,10 @@ class Trainer:
             count += 1
             self.step += 1
             if self.step % 50 == 0 or self.step == end:
+                current = float(losses["total"])  # one sync per 50 steps, for the bar anyway
+                self.check_finite(current)
                 bar.update(self.step - bar.n)
-                shown = {"loss": f"{float(losses['total']):.3f}"}
+                shown = {"loss": f"{current:.3f}"}
                 if last is not None:
                     shown["acc"] = f"{last['heads'][self.cfg.method.predict]['accuracy']:.1f}"
                 bar.set_postfix(shown, refresh=False)
@@ -287,8 +291,10 @@ class Trainer:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 window = time.perf_counter() - window_start
+                means = {k: float(v) / count for k, v in sums.items()}
+                self.check_finite(means["total"])
                 last = self.evaluate()
-                self.log(last, {k: float(v) / count for k, v in sums.items()}, count, window)
+                self.log(last, means, count, window)
                 sums, count, self.data_time = {}, 0, 0.0
                 self.checkpoint()
                 window_start = time.perf_counter()
@@ -298,6 +304,20 @@ class Trainer:
         return {"evaluation": last, "train_time_s": train_time,
                 "steps_trained": self.step - first_step,
                 "wall_time_s": time.perf_counter() - start_wall, "steps_run": self.step}
+
+    def check_finite(self, loss: float) -> None:
+        """Stop a diverged run. A non-finite loss has already reached the weights (the
+        optimiser stepped on it), so nothing after it is evaluated, logged or checkpointed:
+        the last checkpoint stays the last good state."""
+        if math.isfinite(loss):
+            return
+        if self.saved_step:  # the folder holds a run with the old settings
+            kept = f"its checkpoint of step {self.saved_step} is kept"
+            where = f" into another --out (or delete {self.run_dir})" if self.run_dir else ""
+        else:
+            kept, where = "nothing was checkpointed", ""
+        raise PnlError(f"training diverged: the loss is {loss} by step {self.step}; {kept}; "
+                       f"train again with a lower trainer.lr (now {self.cfg.trainer.lr:g}){where}")
 
     def log(self, evaluation: dict, losses: dict, count: int, window_s: float) -> None:
         heads = evaluation["heads"]
@@ -320,3 +340,4 @@ class Trainer:
     def checkpoint(self) -> None:
         if self.run_dir is not None:
             save_checkpoint(self.state_dict(), self.run_dir / CHECKPOINT)
+            self.saved_step = self.step

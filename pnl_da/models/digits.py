@@ -9,6 +9,8 @@ from torch import nn
 
 
 class LeNet(nn.Sequential):
+    input_size = 28
+
     def __init__(self, in_channels: int = 1):
         super().__init__(
             nn.Conv2d(in_channels, 20, kernel_size=5),
@@ -24,10 +26,11 @@ class LeNet(nn.Sequential):
             nn.Dropout(p=0.5),
         )
         self.out_features = 500
-        self.input_size = 28
 
 
 class DTN(nn.Sequential):
+    input_size = 32
+
     def __init__(self, in_channels: int = 3):
         super().__init__(
             nn.Conv2d(in_channels, 64, kernel_size=5, stride=2, padding=2),
@@ -49,4 +52,3 @@ class DTN(nn.Sequential):
             nn.Dropout(),
         )
         self.out_features = 512
-        self.input_size = 32

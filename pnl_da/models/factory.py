@@ -23,17 +23,22 @@ def create_backbone(name: str, channels: int, image_size: int, pretrained: bool 
                     weights: str | None = None) -> tuple[nn.Module, int]:
     """Build a feature extractor; returns it and the width of its features."""
     if name in LOCAL_BACKBONES:
+        check_input_size(name, image_size)
         net = LOCAL_BACKBONES[name](channels)
-        if net.input_size is not None and image_size != net.input_size:
-            raise UsageError(
-                f"backbone '{name}' takes {net.input_size}x{net.input_size} images, "
-                f"not {image_size}; set data.image_size={net.input_size}"
-            )
         if pretrained or weights:
             raise UsageError(f"backbone '{name}' has no pretrained weights; set "
                              "backbone.pretrained=false and leave backbone.weights unset")
         return net, net.out_features
     return _create_timm(name, channels, pretrained, weights)
+
+
+def check_input_size(name: str, image_size: int) -> None:
+    """A network of fixed input size refuses another one; checked before the data are
+    resized for it (LeNet at data.image_size=1000 would resize every image first)."""
+    size = getattr(LOCAL_BACKBONES.get(name), "input_size", None)
+    if size is not None and image_size != size:
+        raise UsageError(f"backbone '{name}' takes {size}x{size} images, not {image_size}; "
+                         f"set data.image_size={size}")
 
 
 HUB = ("huggingface.co", 443)
