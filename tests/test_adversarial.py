@@ -1,5 +1,8 @@
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from pnl_da.losses.adversarial import (
     ConditionalDomainAdversarialLoss,
@@ -7,8 +10,12 @@ from pnl_da.losses.adversarial import (
     MultiLinearMap,
     RandomizedMultiLinearMap,
 )
+from pnl_da.methods import create_method
+from pnl_da.methods.base import Batch
+from pnl_da.models import create_classifier
 from pnl_da.models.grl import WarmStartGRL, warm_start_coeff
 from pnl_da.models.heads import DomainDiscriminator
+from tests.conftest import make_cfg
 
 
 def test_dann_loss_separates_separable_features():
@@ -86,18 +93,83 @@ def test_randomized_map_runs_on_cuda():
     assert out.is_cuda and out.shape == (4, 64)
 
 
+class _FixedLogits(nn.Module):
+    """A discriminator that answers logit 0 for every row, whatever it is shown. The gradient
+    of the BCE loss with respect to these logits is weight_i * (sigmoid(0) - label_i) / N, so
+    it exposes the weight the loss gives each image."""
+
+    def __init__(self, rows):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(rows, 1))
+
+    def forward(self, x):
+        return self.logits
+
+
+def _entropy(p):
+    return -(p * p.log()).sum(1)
+
+
 def test_cdan_entropy_weights_sum_to_batch_and_favour_confident_images():
+    # tllib's CDAN+E: w = 1 + exp(-H(g)), then w / sum(w) * N with N the source and target
+    # images together (tllib normalises over the concatenated batch, not per domain)
+    confident = torch.tensor([[0.98, 0.01, 0.01]])
+    uniform = torch.full((1, 3), 1 / 3)
+    p_s = torch.cat([confident, uniform])  # source: one confident row, one uniform row
+    p_t = uniform.repeat(3, 1)  # target: three uniform rows (domains of unequal size)
+    disc = _FixedLogits(5)
+    loss_fn = ConditionalDomainAdversarialLoss(disc, WarmStartGRL(), MultiLinearMap(), True)
+    loss, _ = loss_fn(torch.randn(2, 4), torch.randn(3, 4), p_s, p_t)
+    (grad,) = torch.autograd.grad(loss, disc.logits)
+    labels = torch.tensor([1.0, 1, 0, 0, 0])
+    weights = grad[:, 0] * 5 / (0.5 - labels)
+    assert weights[0] > weights[1]  # the confident image counts more than the unsure one
+    assert weights.sum().item() == pytest.approx(5.0, rel=1e-5)
+    raw = 1 + torch.exp(-_entropy(torch.cat([p_s, p_t])))
+    assert torch.allclose(weights, raw / raw.sum() * 5, rtol=1e-4)
+    # with logits 0 every row's BCE is log 2: normalised weights give a loss of exactly log 2
+    assert loss.item() == pytest.approx(math.log(2), rel=1e-5)
+
+
+def test_cdan_entropy_conditioning_off_or_on_equal_predictions_weights_all_images_alike():
     torch.manual_seed(0)
     disc = DomainDiscriminator(6 * 3, 16)
     loss_e = ConditionalDomainAdversarialLoss(disc, WarmStartGRL(), MultiLinearMap(), True)
     loss_p = ConditionalDomainAdversarialLoss(disc, WarmStartGRL(), MultiLinearMap(), False)
     f_s, f_t = torch.randn(8, 6), torch.randn(8, 6)
-    p = torch.softmax(torch.randn(8, 3) * 5, 1)
-    le, acc = loss_e(f_s, f_t, p, p)
-    lp, _ = loss_p(f_s, f_t, p, p)
-    assert torch.isfinite(le) and torch.isfinite(lp) and 0 <= acc <= 100
     uniform = torch.full((8, 3), 1 / 3)
     # with equal (uniform) predictions every weight is 1: CDAN+E equals CDAN
     a, _ = loss_e(f_s, f_t, uniform, uniform)
     b, _ = loss_p(f_s, f_t, uniform, uniform)
     assert torch.allclose(a, b, atol=1e-6)
+    p = torch.softmax(torch.randn(8, 3) * 5, 1)  # unequal predictions: the weights differ
+    a, _ = loss_e(f_s, f_t, p, p)
+    b, _ = loss_p(f_s, f_t, p, p)
+    assert not torch.allclose(a, b, atol=1e-4)
+
+
+def _aligned_method(name, *overrides):
+    cfg = make_cfg(f"method={name}", *overrides)
+    torch.manual_seed(0)
+    method = create_method(cfg.method, create_classifier(cfg.backbone, 10, 1, 28), 10)
+    method.set_progress(0.5)
+    method.eval()  # no dropout, fixed BatchNorm statistics: a function of the inputs only
+    return method
+
+
+def _digit_batch():
+    g = torch.Generator().manual_seed(0)
+    return Batch({"none": torch.randn(8, 1, 28, 28, generator=g)},  # DANN/CDAN: no augmentation
+                 torch.randint(0, 10, (8,), generator=g),
+                 {"none": torch.randn(8, 1, 28, 28, generator=g)})
+
+
+@pytest.mark.parametrize("name", ["dann", "cdan"])
+def test_transfer_loss_scales_linearly_with_trade_off(name):
+    # losses["transfer"] = trade_off * adversarial loss: same weights, same batch, trade_off
+    # 1 and 2 must give the same loss times 1 and 2
+    batch = _digit_batch()
+    one = _aligned_method(name, "method.trade_off=1.0").losses(batch, 0)["transfer"]
+    two = _aligned_method(name, "method.trade_off=2.0").losses(batch, 0)["transfer"]
+    assert one.item() > 0
+    assert two.item() == pytest.approx(2 * one.item(), rel=1e-5)

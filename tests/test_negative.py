@@ -143,6 +143,21 @@ def test_share_floor_spares_a_class_the_generator_has_stopped_predicting(monkeyp
     assert not any(key.startswith("class_share") for key in off.state_dict())
 
 
+@pytest.mark.parametrize("strategy", ["lowest", "threshold"])
+def test_confidence_gate_drops_the_negatives_of_unsure_images_only(strategy):
+    # images whose top probability is below `confidence` get no negatives; the others keep
+    # exactly the negatives they get without the gate
+    probs = _probs(256, 10, seed=7)
+    top = probs.max(1).values
+    confidence = top.median().item()  # half the images are sure, half are not
+    sure = top >= confidence
+    gated = select_negatives(probs, 3, strategy, tau=0.2, confidence=confidence)
+    free = select_negatives(probs, 3, strategy, tau=0.2)
+    assert sure.any() and (~sure).any() and free[~sure].any()
+    assert not gated[~sure].any()
+    assert torch.equal(gated[sure], free[sure])
+
+
 def test_lowest_picks_the_least_likely_classes():
     probs = torch.tensor([[0.5, 0.3, 0.05, 0.1, 0.05 - 1e-3, 1e-3]])
     mask = select_negatives(probs, 2, "lowest")
