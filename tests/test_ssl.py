@@ -310,15 +310,68 @@ def test_ssl_run_directory_split_and_evaluation_on_other_files(tmp_path, capsys)
 
 
 def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys):
+    """The split seed, where given, alone draws the labeled subset (the run seed does not
+    change it), and a resume never goes on with another subset than the run's own."""
     args = ["trainer.steps=4", "trainer.eval_every=4", "trainer.progress=false",
             "trainer.device=cpu"]
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert main(["ssl", "mnist-sample", "--labels", "30", "--split-seed", "7", "seed=1",
-                 "--out", str(a), *args]) == 0
+    b = tmp_path / "b"
     assert main(["ssl", "mnist-sample", "--labels", "30", "--split-seed", "7", "seed=2",
                  "--out", str(b), *args]) == 0
-    read = [json.loads((d / "labeled_indices.json").read_text())["labeled"] for d in (a, b)]
-    assert read[0] == read[1]
+    saved = json.loads((b / "labeled_indices.json").read_text())
+    assert saved["split_seed"] == 7 and len(saved["labeled"]) == 30
+    _, same = load_ssl_data(ssl_cfg("dataset.split_seed=7", "seed=1", labels=30))
+    assert same["labeled"] == saved["labeled"]  # another run seed, the same subset
+    # without a split seed the run seed draws the subset: another one
+    _, default = load_ssl_data(ssl_cfg("seed=2", labels=30))
+    assert default["split_seed"] == 2 and default["labeled"] != saved["labeled"]
+
+    # a resume whose saved subset is not the one the config draws now is refused, in one line
+    split = b / "labeled_indices.json"
+    kept = split.read_text()
+    (b / "result.json").unlink()  # an unfinished run, so --resume has work to do
+    split.write_text(json.dumps({**saved, "labeled": default["labeled"]}))
+    resume = ["ssl", "mnist-sample", "--labels", "30", "--split-seed", "7", "seed=2",
+              "--out", str(b), "--resume", *args]
+    capsys.readouterr()
+    assert main(resume) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "labeled subset" in err and str(split) in err
+    assert not (b / "result.json").exists()
+    split.write_text(kept)  # with its own subset the same resume goes through
+    assert main(resume) == 0 and (b / "result.json").is_file()
+
+
+def test_check_saved_split_accepts_only_the_subset_the_run_started_with(tmp_path):
+    from pnl_da.engine.ssl_run import SPLIT_FILE, check_saved_split
+    from pnl_da.errors import UsageError
+
+    record = {"split_seed": 3, "labeled": [4, 1, 9]}
+    check_saved_split(tmp_path, record)  # nothing saved yet: nothing to compare
+    (tmp_path / SPLIT_FILE).write_text(json.dumps(record))
+    check_saved_split(tmp_path, record)
+    with pytest.raises(UsageError, match="labeled subset"):
+        check_saved_split(tmp_path, {**record, "labeled": [4, 1, 8]})
+
+
+def test_oracle_best_is_the_step_with_the_highest_test_accuracy_of_the_reported_head(tmp_path):
+    """The oracle figure picks the best logged evaluation of the reported prediction (falling
+    back to the mean of the heads where a record lacks it), never the worst or the last."""
+    from pnl_da.engine.ssl_run import oracle_best
+
+    records = [{"step": 100, "accuracy": {"a": 61.5, "b": 70.25, "mean": 66.0}},
+               {"step": 200, "accuracy": {"a": 83.125, "b": 64.0, "mean": 74.5}},
+               {"step": 300, "accuracy": {"a": 72.0, "b": 68.5, "mean": 71.0}}]
+    path = tmp_path / "metrics.jsonl"
+    assert oracle_best(path, "a") is None  # no metrics yet
+    path.write_text("".join(json.dumps({**r, "lr": 0.1}) + "\n\n" for r in records))
+    for head in ("a", "b", "mean"):
+        best = max(records, key=lambda r: r["accuracy"][head])
+        assert oracle_best(path, head) == {"step": best["step"],
+                                           "error": round(100 - best["accuracy"][head], 3)}
+    single = [{**r, "accuracy": {"mean": r["accuracy"]["mean"]}} for r in records]
+    path.write_text("".join(json.dumps(r) + "\n" for r in single))  # a one-head run
+    best = max(records, key=lambda r: r["accuracy"]["mean"])
+    assert oracle_best(path, "a")["step"] == best["step"]
 
 
 @pytest.mark.parametrize("argv,code,words", [
