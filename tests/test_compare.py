@@ -1,4 +1,9 @@
 import csv
+import json
+import re
+import statistics
+
+import pytest
 
 from pnl_da.cli import main
 
@@ -24,6 +29,7 @@ def test_compare_trains_missing_runs_reuses_finished_ones_and_writes_the_table(c
     assert all(r["n"] == "2" and r["seeds"] == "0 1" for r in rows)
     table = (out / "comparison.md").read_text()
     assert "| source_only |" in table and "±" in table
+    _assert_rows_summarise_the_seeds(out, rows, table)
 
     assert main(args) == 0  # the second time nothing is retrained
     second = capsys.readouterr()
@@ -34,3 +40,25 @@ def test_compare_trains_missing_runs_reuses_finished_ones_and_writes_the_table(c
     assert main([*args[:-1], "method.k=2", "--methods", "pnl", "--seeds", "0",
                  "--out", str(tmp_path / "other")]) == 0
     assert capsys.readouterr().err.count("training ->") == 1
+
+
+def _assert_rows_summarise_the_seeds(out, rows, table):
+    """Each method's row holds the mean and the sample standard deviation (n - 1, as
+    report/tables.py documents) of its seeds' result.json metrics, in the CSV (3 decimals)
+    and in the markdown table (2 decimals)."""
+    shown = {line.split("|")[1].strip(): [(float(m), float(s)) for m, s in
+                                          re.findall(r"([\d.]+) ± ([\d.]+)", line)]
+             for line in table.splitlines() if "±" in line}
+    for row in rows:
+        metrics = [json.loads((out / row["method"] / f"seed{s}" / "result.json").read_text())
+                   ["metrics"] for s in (0, 1)]
+        for column, key in enumerate(("accuracy", "mean_class_accuracy")):
+            values = [m[key] for m in metrics]
+            mean, std = statistics.mean(values), statistics.stdev(values)
+            # the seeds must differ enough that a sample and a population std tell apart
+            assert std - statistics.pstdev(values) > 0.01, (row["method"], key, values)
+            assert float(row[f"{key}_mean"]) == pytest.approx(mean, abs=6e-4)
+            assert float(row[f"{key}_std"]) == pytest.approx(std, abs=6e-4)
+            assert shown[row["method"]][column] == (pytest.approx(mean, abs=6e-3),
+                                                    pytest.approx(std, abs=6e-3))
+        assert row["accuracy_per_seed"].split() == [f"{m['accuracy']:.3f}" for m in metrics]

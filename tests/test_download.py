@@ -9,7 +9,6 @@ import re
 import socket
 import tarfile
 import threading
-import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -162,6 +161,22 @@ def refused_url():
     return f"http://127.0.0.1:{port}/amazon.tgz"
 
 
+@pytest.fixture
+def connection_timeouts(monkeypatch):
+    """The timeout of every connection opened (http.client opens them through
+    socket.create_connection). One opened without a timeout is given 10 s here, so that it
+    fails the test's check of the timeouts instead of hanging on the silent mirror."""
+    real, seen = socket.create_connection, []
+
+    def recording(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, *args, **kwargs):
+        seen.append(timeout)
+        bounded = timeout if isinstance(timeout, (int, float)) else 10.0
+        return real(address, bounded, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", recording)
+    return seen
+
+
 def table(server: Server, mirrors: dict[str, list[str]] | None = None,
           counts: dict[str, int] | None = None) -> dict:
     """archives.json's shape for a fake office31; default: one mirror per archive on /ok/."""
@@ -291,23 +306,24 @@ def test_404_mirror_falls_through_to_next(tmp_path, server):
                for m in messages)
 
 
-def test_silent_mirror_times_out_and_next_is_used(tmp_path, server, silent_url, packed):
+def test_silent_mirror_times_out_and_next_is_used(tmp_path, server, silent_url, packed,
+                                                   connection_timeouts):
     mirrors = {"amazon.tgz": [silent_url, server.url("/ok/amazon.tgz")]}
-    started = time.monotonic()
     messages = fetch(tmp_path, table(server, mirrors), timeout=1.0)
-    elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 5.0
+    # every connection, the silent one included, is opened with the timeout asked for
+    assert connection_timeouts and set(connection_timeouts) == {1.0}
     assert any(f"mirror failed: {silent_url} (no answer within 1 s)" in m for m in messages)
+    assert server.requests_for("amazon.tgz") == [("/ok/amazon.tgz", None, 200)]
     assert (tmp_path / "office31" / "downloads" / "amazon.tgz").read_bytes() == \
         packed["amazon.tgz"]
 
 
-def test_all_mirrors_failing_gives_one_line_error(tmp_path, server, silent_url, refused_url):
+def test_all_mirrors_failing_gives_one_line_error(tmp_path, server, silent_url, refused_url,
+                                                  connection_timeouts):
     mirrors = {"amazon.tgz": [server.url("/gone/amazon.tgz"), refused_url, silent_url]}
-    started = time.monotonic()
     with pytest.raises(DataError) as excinfo:
         fetch(tmp_path, table(server, mirrors), timeout=1.0)
-    assert time.monotonic() - started < 5.0
+    assert connection_timeouts and set(connection_timeouts) == {1.0}
     message = one_line_error(excinfo)
     assert excinfo.value.exit_code == 3
     target = tmp_path / "office31" / "downloads" / "amazon.tgz"

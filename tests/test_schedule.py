@@ -1,0 +1,93 @@
+"""Learning-rate schedules: what a real run logs and what its optimiser actually uses."""
+
+import json
+import math
+
+import pytest
+
+from pnl_da.data.base import DomainData
+from pnl_da.engine.run import load_run_data
+from pnl_da.engine.trainer import RunData, Trainer
+from tests.conftest import make_cfg
+
+LR, GAMMA, DECAY = 0.02, 0.5, 0.75  # a steep gamma: the decay shows within a few steps
+
+
+def inverse(step):
+    """tllib's schedule, as documented in TrainerConfig: lr * (1 + gamma * step) ** -decay."""
+    return LR * (1 + GAMMA * step) ** -DECAY
+
+
+def cosine(step, total):
+    """To 0 at the last step: 0.5 * lr * (1 + cos(pi * step / total))."""
+    return 0.5 * LR * (1 + math.cos(math.pi * step / total))
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The test task's data with a short evaluation split: these tests read no accuracy."""
+    full = load_run_data(make_cfg())
+    ev = full.target_eval
+    return RunData(full.source, full.target_train,
+                   DomainData(ev.images[:100], ev.labels[:100], ev.name, ev.split))
+
+
+def logged(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["lr"] for r in map(json.loads, lines)}
+
+
+def schedule_cfg(*overrides, steps, eval_every, method="source_only"):
+    return make_cfg(f"method={method}", "trainer.batch_size=8", f"trainer.lr={LR}",
+                    f"trainer.lr_gamma={GAMMA}", f"trainer.lr_decay={DECAY}", *overrides,
+                    steps=steps, eval_every=eval_every)
+
+
+def test_logged_lr_follows_tllibs_inverse_schedule_at_the_last_step_trained(tmp_path, data):
+    cfg = schedule_cfg(steps=6, eval_every=2)
+    Trainer(cfg, data, tmp_path).fit()
+    lrs = logged(tmp_path)
+    assert sorted(lrs) == [2, 4, 6]
+    # a record written after `step` steps logs the rate of the last of them, index step - 1
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(inverse(step - 1), rel=1e-12)
+    assert lrs[2] > lrs[4] > lrs[6]
+
+
+def test_logged_lr_follows_the_cosine_schedule_over_the_whole_run(tmp_path, data):
+    total = 6
+    cfg = schedule_cfg("trainer.schedule=cosine", steps=total, eval_every=2)
+    Trainer(cfg, data, tmp_path).fit()
+    lrs = logged(tmp_path)
+    assert sorted(lrs) == [2, 4, 6]
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(cosine(step - 1, total), rel=1e-12)
+    # the gamma and decay of the inverse schedule play no part
+    assert lrs[6] != pytest.approx(inverse(5))
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    ("inverse", lambda step, total: inverse(step)),
+    ("cosine", cosine),
+], ids=["inverse", "cosine"])
+@pytest.mark.parametrize("lr_mult", [1.0, 0.1])
+def test_optimiser_groups_train_each_step_at_the_scheduled_rate_times_their_multiplier(
+        schedule, expected, lr_mult, data):
+    total = 10
+    # dann: the discriminator joins the optimiser as a group of its own, at multiplier 1
+    cfg = schedule_cfg(f"trainer.schedule={schedule}", f"backbone.lr_mult={lr_mult}",
+                       steps=total, eval_every=total, method="dann")
+    trainer = Trainer(cfg, data)
+    backbone = {id(p) for p in trainer.method.model.backbone.parameters()}
+    (optimizer,) = trainer.optimizers
+    seen = {"backbone": 0, "rest": 0}
+    for step in (0, 4, 9):
+        trainer.train_step(step)
+        for group in optimizer.param_groups:
+            in_backbone = {id(p) in backbone for p in group["params"]}
+            assert len(in_backbone) == 1  # a group is all backbone or none of it
+            part = "backbone" if in_backbone.pop() else "rest"
+            mult = lr_mult if part == "backbone" else 1.0
+            assert group["lr"] == pytest.approx(mult * expected(step, total), rel=1e-12)
+            seen[part] += 1
+    assert seen["backbone"] > 0 and seen["rest"] > 0
