@@ -206,6 +206,38 @@ def test_ctrl_c_says_what_is_kept_and_how_to_go_on(capsys, tmp_path, monkeypatch
     assert code == 0, err
 
 
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(capsys, tmp_path):
+    # metrics.jsonl is appended, not replaced: a process killed mid-write leaves half a line
+    out = tmp_path / "run"
+    assert run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out", str(out),
+                   *FAST)[0] == 0
+    (out / "result.json").unlink()
+    whole = (out / "metrics.jsonl").read_text()
+    with open(out / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 6, "lo')
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out",
+                           str(out), "--resume", *FAST)
+    assert code == 0, err
+    assert (out / "metrics.jsonl").read_text() == whole
+
+
+def test_a_checkpoint_cut_short_is_a_data_error_for_resume_and_evaluate(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out", str(out),
+                   *FAST)[0] == 0
+    checkpoint = out / "checkpoints" / "last.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    code, _, err = run_cli(capsys, "evaluate", str(out))
+    assert_one_line_error(code, err, 3, f"checkpoint {checkpoint} is unreadable",
+                          "delete its run folder")
+    (out / "result.json").unlink()
+    before = _digest(out)
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out",
+                           str(out), "--resume", *FAST)
+    assert_one_line_error(code, err, 3, "is unreadable")
+    assert _digest(out) == before  # nothing of the run was touched
+
+
 def test_evaluate_on_a_folder_that_is_not_a_finished_run(capsys, tmp_path):
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.yaml").write_text("seed: 0\n")

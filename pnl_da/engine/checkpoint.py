@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
 import torch
+
+from pnl_da.errors import DataError
 
 
 def _atomic(path: Path, write) -> None:
@@ -30,7 +33,20 @@ def save_checkpoint(state: dict, path: Path) -> None:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """The saved state; a file that is not a whole checkpoint (cut short by a copy, or not
+    written by pnl-da) is a data error naming it, not torch's unpickling message."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        words = " ".join(str(exc).split()) or type(exc).__name__
+        reason = words if len(words) <= 60 else words[:57] + "..."
+        raise DataError(f"checkpoint {path} is unreadable ({reason}); it was cut short or is "
+                        "not a pnl-da checkpoint: restore it, or delete its run folder to train "
+                        "again") from exc
+    if not isinstance(state, dict) or "method" not in state:
+        raise DataError(f"{path} is not a pnl-da checkpoint (no model state in it); restore "
+                        "it, or delete its run folder to train again")
+    return state
 
 
 def write_json(path: Path, data) -> None:

@@ -85,6 +85,16 @@ def make_sgd(groups: list[dict], tcfg) -> torch.optim.SGD:
         return torch.optim.SGD(groups, **kwargs)
 
 
+def _parsed(line: str) -> tuple[str, dict | None]:
+    """A metrics.jsonl line and its record; None for a blank line or one cut short by a
+    process killed while appending it (the log is appended, not written atomically)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line, None
+    return line, record if isinstance(record, dict) else None
+
+
 class Trainer:
     def __init__(self, cfg: DictConfig, data: RunData, run_dir: Path | None = None):
         self.cfg, self.data = cfg, data
@@ -247,8 +257,8 @@ class Trainer:
         self.saved_step = self.step
         metrics = self.run_dir / METRICS
         if metrics.is_file():
-            kept = [line for line in metrics.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= self.step]
+            kept = [line for line, record in map(_parsed, metrics.read_text().splitlines())
+                    if record is not None and record.get("step", 0) <= self.step]
             metrics.write_text("".join(line + "\n" for line in kept))
         return True
 
