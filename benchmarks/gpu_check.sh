@@ -82,12 +82,12 @@ runs = json.load(open(sys.argv[1]))
 pnl = {k: v for k, v in runs.items() if v["overrides"][0] == "method=pnl"}
 best = max(pnl, key=lambda k: statistics.mean(pnl[k]["accuracy"].values()))
 # the ablation pins every option; keep those that the best variant reads
-from pnl_da.config import compose, inert_options
+from pnl_da.config import compose, inert_overrides
 options = [o for o in pnl[best]["overrides"] if o.startswith("method.")]
 cfg = compose(["benchmark.source=uci", "benchmark.target=mnist-sample", "method=pnl", *options],
               allow_inert=True)
-inert = inert_options(cfg.method)
-print(" ".join(o for o in options if o.partition("=")[0].removeprefix("method.") not in inert))
+inert = inert_overrides(cfg.method, options)
+print(" ".join(o for o in options if o not in inert))
 PY
 )
 echo "PNL variant overrides: ${BEST:-(the default)}" | tee "$OUT/best_variant.txt"

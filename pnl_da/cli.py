@@ -147,7 +147,7 @@ def _overrides_for(method: str, overrides: list[str], keys: dict[str, set[str]])
 
 
 def cmd_compare(args) -> int:
-    from pnl_da.config import available, compose, inert_options, to_yaml
+    from pnl_da.config import available, compose, inert_overrides, to_yaml
     from pnl_da.engine.checkpoint import write_text
     from pnl_da.engine.run import (
         default_out_dir,
@@ -182,9 +182,9 @@ def cmd_compare(args) -> int:
         extra = _overrides_for(method, args.overrides, keys)
         # a method option that changes nothing in this method (method.entropy in DANN beside
         # CDAN) is left out of its runs; one that changes nothing in any method is an error
-        inert = inert_options(compose(base + [f"method={method}"] + extra,
-                                      allow_inert=True).method)
-        extra = [o for o in extra if o.partition("=")[0].removeprefix("method.") not in inert]
+        inert = inert_overrides(compose(base + [f"method={method}"] + extra,
+                                        allow_inert=True).method, extra)
+        extra = [o for o in extra if o not in inert]
         used.update(extra)
         for seed in seeds:
             cfg = compose(base + [f"method={method}", f"seed={seed}"] + extra)

@@ -387,13 +387,23 @@ def inert_options(method: DictConfig) -> dict[str, str]:
     return inert
 
 
-def _check_inert(cfg: DictConfig, overrides: list[str]) -> None:
-    inert = inert_options(cfg.method)
+def inert_overrides(method: DictConfig, overrides: list[str]) -> dict[str, str]:
+    """The command-line overrides (``method.entropy=true``) that set an inert option of this
+    method configuration, each with the reason."""
+    inert = inert_options(method)
+    found = {}
     for item in overrides:
         key = item.partition("=")[0]
-        leaf = key.split(".", 1)[1] if key.startswith("method.") else None
-        if leaf in inert:
-            raise UsageError(f"'{item}' changes nothing: {inert[leaf]}; leave it out")
+        if key.startswith("method.") and key.removeprefix("method.") in inert:
+            found[item] = inert[key.removeprefix("method.")]
+    return found
+
+
+def _check_inert(cfg: DictConfig, overrides: list[str]) -> None:
+    inert = inert_overrides(cfg.method, overrides)
+    if inert:
+        item, reason = next(iter(inert.items()))
+        raise UsageError(f"'{item}' changes nothing: {reason}; leave it out")
 
 
 def compose(overrides: list[str], mode: str = "da", allow_inert: bool = False) -> DictConfig:

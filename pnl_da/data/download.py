@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -382,7 +382,7 @@ def torchvision_failure(exc: BaseException) -> str:
     return text[:100] or type(exc).__name__
 
 
-def remove_empty_folders(created: list[Path]) -> None:
+def remove_empty_folders(created: Iterable[Path]) -> None:
     """Remove the folders a failed download made and left empty, deepest first, so that a
     failed attempt leaves the data root as it was."""
     for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
@@ -412,6 +412,6 @@ def torchvision_download(root: str, fetch: Callable[[], object]) -> str | None:
     try:
         fetch()
     except Exception as exc:  # network refused, checksum mismatch, ...
-        remove_empty_folders(sorted(folders_near(Path(root)) - before))
+        remove_empty_folders(folders_near(Path(root)) - before)
         return torchvision_failure(exc)
     return None

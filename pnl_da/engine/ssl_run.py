@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from pnl_da.data.base import DomainData
 from pnl_da.engine.run import chosen_prediction, headline_metrics, train_rate
+from pnl_da.engine.trainer import METRICS, metrics_records
 from pnl_da.errors import UsageError
 
 SPLIT_FILE = "labeled_indices.json"
@@ -77,15 +78,11 @@ def check_saved_split(out_dir: Path, record: dict) -> None:
 def oracle_best(metrics_path: Path, head: str) -> dict | None:
     """Best test accuracy over the logged evaluations: an oracle figure (it picks a step by
     looking at the test set), reported beside the final model's, never instead of it."""
-    if not metrics_path.is_file():
-        return None
     best = None
-    for line in metrics_path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            acc = record["accuracy"].get(head, record["accuracy"].get("mean"))
-            if acc is not None and (best is None or acc > best["accuracy"]):
-                best = {"step": record["step"], "accuracy": acc}
+    for _, record in metrics_records(metrics_path):
+        acc = record["accuracy"].get(head, record["accuracy"].get("mean"))
+        if acc is not None and (best is None or acc > best["accuracy"]):
+            best = {"step": record["step"], "accuracy": acc}
     if best is None:
         return None
     return {"step": best["step"], "error": round(100 - best["accuracy"], 3)}
@@ -115,7 +112,7 @@ def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict
         "prediction_is": names.get(predict, predict) + (
             f", EMA of the weights (decay {cfg.method.eval_ema})" if cfg.method.eval_ema else ""),
         "heads": {h: {**s, "error": round(100 - s["accuracy"], 3)} for h, s in heads.items()},
-        "oracle_best_test_error": oracle_best(out_dir / "metrics.jsonl", predict),
+        "oracle_best_test_error": oracle_best(out_dir / METRICS, predict),
         "wall_time_s": round(wall_time, 2),
         "train_steps_per_s": train_rate(fit),
     }

@@ -85,14 +85,19 @@ def make_sgd(groups: list[dict], tcfg) -> torch.optim.SGD:
         return torch.optim.SGD(groups, **kwargs)
 
 
-def _parsed(line: str) -> tuple[str, dict | None]:
-    """A metrics.jsonl line and its record; None for a blank line or one cut short by a
-    process killed while appending it (the log is appended, not written atomically)."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return line, None
-    return line, record if isinstance(record, dict) else None
+def metrics_records(path: Path) -> list[tuple[str, dict]]:
+    """The records of a metrics.jsonl, each with its line (none if there is no file). Blank
+    lines are skipped, and so is a line cut short by a process killed while appending it: the
+    log is appended to, not written atomically."""
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append((line, record))
+    return records
 
 
 class Trainer:
@@ -257,8 +262,8 @@ class Trainer:
         self.saved_step = self.step
         metrics = self.run_dir / METRICS
         if metrics.is_file():
-            kept = [line for line, record in map(_parsed, metrics.read_text().splitlines())
-                    if record is not None and record.get("step", 0) <= self.step]
+            kept = [line for line, record in metrics_records(metrics)
+                    if record.get("step", 0) <= self.step]
             metrics.write_text("".join(line + "\n" for line in kept))
         return True
 
