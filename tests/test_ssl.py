@@ -11,6 +11,7 @@ from pnl_da.cli import main
 from pnl_da.config import compose
 from pnl_da.engine.ssl_run import load_ssl_data
 from pnl_da.engine.trainer import Trainer
+from pnl_da.errors import UsageError
 from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
 from pnl_da.methods.pnl_paper import stability
@@ -50,8 +51,6 @@ def test_pnl_paper_resolves_to_the_numbers_of_method_md_section_4():
 
 
 def test_ssl_methods_and_da_methods_live_in_separate_groups():
-    from pnl_da.errors import UsageError
-
     with pytest.raises(UsageError, match="unknown method 'fixmatch'"):
         compose(["method=fixmatch", "benchmark.source=uci", "benchmark.target=mnist-sample"])
     with pytest.raises(UsageError, match="semi-supervised"):
@@ -239,6 +238,26 @@ def test_dual_mode_has_two_optimisers_and_resume_equals_an_uninterrupted_run(tmp
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_checkpoint_with_another_number_of_optimisers_is_refused_before_anything_loads():
+    # A changed configuration is refused earlier (config.yaml); this guards a checkpoint that
+    # was edited or copied from another run: two networks' optimiser states, one optimiser here.
+    cfg = ssl_cfg()
+    data, _ = load_ssl_data(cfg)
+    donor = Trainer(cfg, data)
+    donor.fit(stop_at=2)
+    state = donor.state_dict()
+    state["optimizers"] = state["optimizers"][:1]
+    fresh = Trainer(cfg, data)
+    before = {k: v.clone() for k, v in fresh.method.state_dict().items()}
+    with pytest.raises(UsageError, match=r"holds 1 optimiser\(s\), this run has 2"):
+        fresh.load_state_dict(state)
+    assert fresh.step == 0
+    assert all(torch.equal(before[k], v) for k, v in fresh.method.state_dict().items())
+    state["optimizers"] = donor.state_dict()["optimizers"]
+    fresh.load_state_dict(state)  # the complete checkpoint loads
+    assert fresh.step == 2
+
+
 def test_shared_mode_is_one_network_with_two_heads():
     cfg = ssl_cfg("ssl.model=shared")
     data, _ = load_ssl_data(cfg)
@@ -343,7 +362,6 @@ def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys
 
 def test_check_saved_split_accepts_only_the_subset_the_run_started_with(tmp_path):
     from pnl_da.engine.ssl_run import SPLIT_FILE, check_saved_split
-    from pnl_da.errors import UsageError
 
     record = {"split_seed": 3, "labeled": [4, 1, 9]}
     check_saved_split(tmp_path, record)  # nothing saved yet: nothing to compare

@@ -238,12 +238,12 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.step = state["step"]
-        self.method.load_state_dict(state["method"])
         saved = state["optimizers"] if "optimizers" in state else [state["optimizer"]]
-        if len(saved) != len(self.optimizers):
+        if len(saved) != len(self.optimizers):  # checked first: a refusal loads nothing
             raise UsageError(f"the checkpoint holds {len(saved)} optimiser(s), this run has "
                              f"{len(self.optimizers)}; resume with the run's own settings")
+        self.step = state["step"]
+        self.method.load_state_dict(state["method"])
         for optimizer, optimizer_state in zip(self.optimizers, saved):
             optimizer.load_state_dict(optimizer_state)
         self.source.load_state_dict(state["source"])
