@@ -16,3 +16,10 @@ def make_cfg(*overrides: str, steps: int = 20, eval_every: int = 10):
 def _two_threads():
     torch.set_num_threads(2)
     yield
+
+
+def one_line_error(excinfo) -> str:
+    """The message of a raised error, checked to be the contract's single non-empty line."""
+    message = str(excinfo.value)
+    assert message and "\n" not in message and message.strip() == message
+    return message

@@ -1,15 +1,19 @@
 import bz2
 import gzip
+import re
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from pnl_da.data.base import format_images
-from pnl_da.data.digits import DIGITS
+from pnl_da.data.digits import DIGITS, MNIST_SAMPLE_FILE
 from pnl_da.data.streams import InfiniteSampler
 from pnl_da.errors import DataError, UsageError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_uci_is_scaled_into_a_centred_20px_box_like_mnist():
@@ -22,11 +26,25 @@ def test_uci_is_scaled_into_a_centred_20px_box_like_mnist():
                                                     174, 180]
 
 
-def test_mnist_sample_is_the_bundled_real_data():
+def test_mnist_sample_is_the_bundled_file_unchanged_and_its_readme_counts_are_true():
     data = DIGITS.domain("ms").load("unused", "test")  # no test split: the whole domain
     assert data.split == "all" and data.images.shape == (4998, 1, 28, 28)
-    assert torch.bincount(data.labels).tolist() == [500, 563, 495, 516, 490, 431, 507, 535,
-                                                    472, 489]
+    with np.load(REPO / "datasets" / MNIST_SAMPLE_FILE) as raw:  # read apart from the loader
+        assert np.array_equal(data.images[:, 0].numpy(), raw["images"])
+        assert np.array_equal(data.labels.numpy(), raw["labels"])
+    readme = (REPO / "datasets" / "README.md").read_text()
+    documented = re.search(r"per class:\s*([\d,\s]+)", readme).group(1)
+    assert torch.bincount(data.labels).tolist() == [int(n) for n in documented.split(",")]
+
+
+def test_a_copy_of_mnist_sample_under_the_data_root_is_read_instead(tmp_path):
+    (tmp_path / "mnist-sample").mkdir()
+    images = np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28)
+    np.savez(tmp_path / "mnist-sample" / MNIST_SAMPLE_FILE, images=images,
+             labels=np.array([7, 0, 7], dtype=np.uint8))
+    data = DIGITS.domain("mnist-sample").load(str(tmp_path), "train")
+    assert np.array_equal(data.images[:, 0].numpy(), images)
+    assert data.labels.tolist() == [7, 0, 7]
 
 
 def test_format_images_to_backbone_size_and_channels():

@@ -17,6 +17,7 @@ from PIL import Image
 
 from pnl_da.data.download import download_benchmark, load_archives
 from pnl_da.errors import DataError, UsageError
+from tests.conftest import one_line_error
 
 CLASSES = ("back_pack", "bike")  # labels 0 and 1, as in tllib's Office-31 lists
 PER_CLASS = {"amazon": 2, "webcam": 1}
@@ -200,12 +201,6 @@ def sha(data: bytes) -> str:
 
 def recorded(root) -> dict:
     return json.loads((root / "office31" / "downloads" / "sha256.json").read_text())
-
-
-def one_line_error(excinfo) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message and message.strip() == message
-    return message
 
 
 # --- tests ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pnl_da.data.ssl_datasets import (
     unlabeled_pool,
 )
 from pnl_da.errors import DataError, UsageError
+from tests.conftest import one_line_error
 from tests.fake_datasets import write_cifar, write_mnist_idx
 
 
@@ -19,12 +20,6 @@ def make_labels(per_class, seed=0):
     """Shuffled labels with per_class[c] images of class c."""
     labels = np.repeat(np.arange(len(per_class)), per_class)
     return np.random.default_rng(seed).permutation(labels)
-
-
-def one_line(exc_info):
-    message = str(exc_info.value)
-    assert message and "\n" not in message
-    return message
 
 
 # --------------------------------------------------------------------- balanced split
@@ -75,7 +70,7 @@ def test_bad_labels_are_one_line_usage_errors(n_labels, expected):
     labels = make_labels([30, 25, 40, 12, 33, 20, 20, 20, 20, 20])
     with pytest.raises(UsageError) as info:
         balanced_labeled_split(labels, n_labels, 10, seed=0)
-    message = one_line(info)
+    message = one_line_error(info)
     assert "--labels" in message and expected in message
 
 
@@ -101,7 +96,7 @@ def test_registry_and_lookup():
 def test_unknown_dataset_is_a_usage_error():
     with pytest.raises(UsageError) as info:
         get_ssl_dataset("imagenet")
-    message = one_line(info)
+    message = one_line_error(info)
     assert "imagenet" in message and "cifar10" in message and "pnl-da list datasets" in message
 
 
@@ -135,7 +130,7 @@ def test_truncated_cifar_batch_is_a_data_error_naming_the_file(tmp_path):
     batch.write_bytes(batch.read_bytes()[:500])
     with pytest.raises(DataError) as info:
         get_ssl_dataset("cifar10").load(str(tmp_path), "train")
-    message = one_line(info)
+    message = one_line_error(info)
     assert str(batch) in message and "delete it" in message
     assert "pnl-da download cifar10" in message
 
@@ -146,14 +141,14 @@ def test_cifar_batch_of_the_wrong_size_is_a_data_error(tmp_path):
         pickle.dump({b"data": np.zeros((4, 1000), np.uint8), b"labels": [0] * 4}, f, protocol=2)
     with pytest.raises(DataError) as info:
         get_ssl_dataset("cifar10").load(str(tmp_path), "test")
-    assert str(folder / "test_batch") in one_line(info)
+    assert str(folder / "test_batch") in one_line_error(info)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_missing_cifar_folder_says_how_to_download(tmp_path, name):
     with pytest.raises(DataError) as info:
         get_ssl_dataset(name).load(str(tmp_path), "train")
-    message = one_line(info)
+    message = one_line_error(info)
     assert f"pnl-da download {name} --data-root {tmp_path}" in message
     folder = (datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100).base_folder
     assert folder in message
@@ -176,7 +171,7 @@ def test_mnist_idx_files_load_through_the_loader(tmp_path):
 def test_missing_torchvision_digits_name_the_ssl_download(tmp_path, name):
     with pytest.raises(DataError) as info:
         get_ssl_dataset(name).load(str(tmp_path), "train")
-    assert f"pnl-da download {name} --data-root" in one_line(info)
+    assert f"pnl-da download {name} --data-root" in one_line_error(info)
 
 
 # --------------------------------------------------------------------- bundled holdout
@@ -221,7 +216,7 @@ def test_cifar_download_without_network_is_a_clear_data_error(tmp_path, monkeypa
     monkeypatch.setattr(datasets.CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
     with pytest.raises(DataError) as info:
         get_ssl_dataset("cifar10").download(str(tmp_path / "data"))
-    message = one_line(info)
+    message = one_line_error(info)
     assert "could not download cifar10" in message and "cifar-10-python.tar.gz" in message
     assert str(tmp_path / "data") in message
     assert "(no connection: Connection refused)" in message
