@@ -2,21 +2,26 @@
 evaluation, the command line and a short real-data run."""
 
 import json
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from pnl_da.cli import main
-from pnl_da.config import compose
-from pnl_da.engine.ssl_run import load_ssl_data
+from pnl_da.config import compose, on_schema
+from pnl_da.data.ssl_datasets import get_ssl_dataset
+from pnl_da.engine.evaluate import batches_for, evaluate
+from pnl_da.engine.ssl_run import load_ssl_data, prediction_names
 from pnl_da.engine.trainer import Trainer
 from pnl_da.errors import UsageError
 from pnl_da.losses.distribution import DistributionAlignment
+from pnl_da.methods import create_method
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
 from pnl_da.methods.pnl_paper import stability
 from pnl_da.models.averaging import ema_update
-from pnl_da.models.factory import create_backbone
+from pnl_da.models.factory import create_backbone, create_model
 from pnl_da.models.heads import Classifier, DualClassifier
 from tests.fake_datasets import write_mnist_idx
 
@@ -77,6 +82,46 @@ def test_convlarge_has_nine_weight_normalised_convolutions_and_leaky_relu():
     assert slopes == {0.1}
 
 
+def test_convlarge_blocks_keep_the_size_then_halve_it_and_the_512_convolution_is_valid():
+    # Laine & Aila's table: 3x3 "same" convolutions in the first two blocks, max-pool and
+    # dropout 0.5 after each, then a 3x3 "valid" convolution (8x8 -> 6x6) and two 1x1
+    net, _ = create_backbone("convlarge", 3, 32)
+    sizes = []
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
+    net(torch.randn(2, 3, 32, 32))
+    assert sizes == [32, 32, 32, 16, 16, 16, 6, 6, 6]
+    assert [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
+
+
+def test_convlarge_heads_are_weight_normalised_and_other_backbones_heads_are_plain():
+    for name, weight_normalised in (("convlarge", True), ("lenet", False), ("wrn28_2", False)):
+        cfg = ssl_cfg(f"backbone={name}", dataset="cifar10" if name != "lenet" else "mnist-sample",
+                      labels=40)
+        model = create_model(cfg, 10)
+        heads = [h for net in model.networks for h in net.heads]
+        assert len(heads) == 2
+        assert all(hasattr(h, "parametrizations") == weight_normalised for h in heads), name
+
+
+def test_wrn28_2_is_the_fixmatch_network():
+    # 1,467,610 parameters with a 10-class head: the "1.47M" of USB's and FixMatch's tables
+    # (4 groups of widths 16, 32, 64, 128; 4 blocks per group for depth 28)
+    net, width = create_backbone("wrn28_2", 3, 32)
+    assert sum(p.numel() for p in net.parameters()) + width * 10 + 10 == 1_467_610
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 25 and {m.momentum for m in norms} == {0.001}  # TF's decay 0.999
+
+
+def test_lenet_is_tllibs():
+    # conv 20 -> pool -> relu -> conv 50 -> dropout2d 0.5 -> pool -> relu -> fc 500 -> dropout
+    layers = [(type(m).__name__, getattr(m, "p", None)) for m in create_backbone("lenet", 1, 28)[0]]
+    assert layers == [("Conv2d", None), ("MaxPool2d", None), ("ReLU", None), ("Conv2d", None),
+                      ("Dropout2d", 0.5), ("MaxPool2d", None), ("ReLU", None),
+                      ("Flatten", None), ("Linear", None), ("ReLU", None), ("Dropout", 0.5)]
+
+
 def test_dual_classifier_runs_two_separate_networks():
     a = Classifier(torch.nn.Flatten(), 4, 3, heads=2)
     b = Classifier(torch.nn.Flatten(), 4, 3, heads=2)
@@ -86,6 +131,7 @@ def test_dual_classifier_runs_two_separate_networks():
     assert len(logits) == 4 and dual.prediction_heads == 2
     assert torch.equal(logits[0], a(x)[1][0]) and torch.equal(logits[1], b(x)[1][0])
     assert torch.equal(logits[2], a(x)[1][1]) and torch.equal(logits[3], b(x)[1][1])
+    assert dual.heads[0] is a.heads[0] and dual.heads[1] is b.heads[0]  # each network's own
 
 
 # -- losses -----------------------------------------------------------------------------------
@@ -258,6 +304,22 @@ def test_a_checkpoint_with_another_number_of_optimisers_is_refused_before_anythi
     assert fresh.step == 2
 
 
+def test_the_labeled_unlabeled_and_test_images_are_those_the_split_names():
+    cfg = ssl_cfg(labels=30)
+    data, record = load_ssl_data(cfg)
+    dataset = get_ssl_dataset("mnist-sample")
+    train, test = dataset.load(cfg.data.root, "train"), dataset.load(cfg.data.root, "test")
+    labeled = torch.tensor(record["labeled"])
+    assert record["train_size"] == len(train) == 3999 and len(test) == 999
+    assert torch.equal(data.source.images, train.images[labeled])
+    assert torch.equal(data.source.labels, train.labels[labeled])
+    rest = torch.ones(len(train), dtype=torch.bool)
+    rest[labeled] = False  # the unlabeled pool: every other training image, none twice
+    assert torch.equal(data.target_train.images, train.images[rest])
+    assert torch.equal(data.target_eval.images, test.images)
+    assert torch.equal(data.target_eval.labels, test.labels)
+
+
 def test_shared_mode_is_one_network_with_two_heads():
     cfg = ssl_cfg("ssl.model=shared")
     data, _ = load_ssl_data(cfg)
@@ -328,6 +390,60 @@ def test_ssl_run_directory_split_and_evaluation_on_other_files(tmp_path, capsys)
         assert "mnist, mnist-sample, uci" in err
 
 
+class _FixedLogits(torch.nn.Module):
+    """Three heads, the last an extra (consistency) head that is not a prediction."""
+    prediction_heads = 2
+
+    def forward(self, x):
+        n = len(x)
+        return None, [torch.tensor([[2.0, 0, 0]]).repeat(n, 1),   # a: class 0, not sure
+                      torch.tensor([[0, 3.0, 0]]).repeat(n, 1),   # b: class 1, sure
+                      torch.tensor([[0, 0, 1e3]]).repeat(n, 1)]   # would win a 3-way mean
+
+
+def test_the_mean_prediction_averages_the_two_prediction_heads_softmaxes_only():
+    batches = [(torch.zeros(4, 1), None)]
+    result = evaluate(_FixedLogits(), batches, torch.tensor([0, 1, 1, 2]), 3, nullcontext)
+    assert {h: s["accuracy"] for h, s in result["heads"].items()} == {
+        "a": 25.0, "b": 50.0, "mean": 50.0}
+    assert result["confusion"]["mean"][:, 1].tolist() == [1, 2, 1]  # every image called 1
+
+
+def test_prediction_names_say_what_each_head_is():
+    one_head = {"a": {}, "mean": {}}
+    two_heads = {"a": {}, "b": {}, "mean": {}}
+    assert prediction_names("supervised", one_head) == {"a": "the model", "mean": "the model"}
+    assert prediction_names("pnl", two_heads)["mean"] == "mean of both softmaxes"
+    assert prediction_names("pnl", two_heads)["b"] == "submodel B"
+    assert prediction_names("mean_teacher", two_heads)["a"] == "teacher (EMA)"
+
+
+def test_result_json_errors_are_the_final_networks_mistakes_on_the_holdout(tmp_path):
+    out = tmp_path / "run"
+    assert main(["ssl", "mnist-sample", "--labels", "20", "--out", str(out),
+                 "trainer.steps=12", "trainer.eval_every=6", "trainer.progress=false",
+                 "trainer.device=cpu"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    cfg = on_schema(OmegaConf.load(out / "config.yaml"))
+    model = create_model(cfg, 10)
+    method = create_method(cfg.method, model, 10)
+    method.load_state_dict(torch.load(out / "checkpoints" / "last.pt",
+                                      weights_only=False)["method"])
+    model.eval()
+    test = get_ssl_dataset("mnist-sample").load(cfg.data.root, "test")
+    x = torch.cat([b for b, _ in batches_for(cfg, test, torch.device("cpu"))])
+    with torch.no_grad():  # each network on its own: its first head is its prediction
+        probs = [torch.softmax(net(x)[1][0], 1) for net in model.networks]
+    predictions = {"a": probs[0].argmax(1), "b": probs[1].argmax(1),
+                   "mean": (probs[0] + probs[1]).argmax(1)}
+    errors = {h: 100 * (p != test.labels).double().mean().item() for h, p in predictions.items()}
+    assert len(test) == 999 and len(set(errors.values())) > 1  # the heads differ here
+    for head, error in errors.items():
+        assert result["heads"][head]["error"] == pytest.approx(error, abs=1e-3), head
+    assert result["prediction"] == "mean"
+    assert result["metrics"]["error"] == pytest.approx(errors["mean"], abs=1e-3)
+
+
 def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys):
     """The split seed, where given, alone draws the labeled subset (the run seed does not
     change it), and a resume never goes on with another subset than the run's own."""
@@ -338,6 +454,7 @@ def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys
                  "--out", str(b), *args]) == 0
     saved = json.loads((b / "labeled_indices.json").read_text())
     assert saved["split_seed"] == 7 and len(saved["labeled"]) == 30
+    assert json.loads((b / "result.json").read_text())["split_seed"] == 7  # not the run seed
     _, same = load_ssl_data(ssl_cfg("dataset.split_seed=7", "seed=1", labels=30))
     assert same["labeled"] == saved["labeled"]  # another run seed, the same subset
     # without a split seed the run seed draws the subset: another one
