@@ -62,3 +62,20 @@ def _assert_rows_summarise_the_seeds(out, rows, table):
             assert shown[row["method"]][column] == (pytest.approx(mean, abs=6e-3),
                                                     pytest.approx(std, abs=6e-3))
         assert row["accuracy_per_seed"].split() == [f"{m['accuracy']:.3f}" for m in metrics]
+
+
+def test_one_seed_has_no_spread_in_the_tables():
+    from pnl_da.report.tables import aggregate, to_csv, to_markdown
+
+    results = [{"method": "dann", "seed": 0, "metrics": {"accuracy": 57.9,
+                                                          "mean_class_accuracy": 55.0}},
+               {"method": "pnl", "seed": 0, "metrics": {"accuracy": 60.0,
+                                                         "mean_class_accuracy": 58.0}},
+               {"method": "pnl", "seed": 1, "metrics": {"accuracy": 62.0,
+                                                         "mean_class_accuracy": 59.0}}]
+    rows = aggregate(results, ["dann", "pnl"])
+    table = to_markdown(rows, "t")
+    assert "| dann | 57.90 (one seed) | 55.00 (one seed) |" in table
+    assert "| pnl | 61.00 ± 1.41 | 58.50 ± 0.71 |" in table
+    dann_csv = to_csv(rows).splitlines()[1].split(",")
+    assert dann_csv[:5] == ["dann", "57.900", "", "55.000", ""]

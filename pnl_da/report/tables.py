@@ -16,16 +16,17 @@ class Row:
     mean_class_accuracy: list[float]
 
     @staticmethod
-    def _mean_std(values: list[float]) -> tuple[float, float]:
-        std = statistics.stdev(values) if len(values) > 1 else 0.0  # sample std (n - 1)
+    def _mean_std(values: list[float]) -> tuple[float, float | None]:
+        # sample std (n - 1); one seed has none, and 0.00 would claim a spread was measured
+        std = statistics.stdev(values) if len(values) > 1 else None
         return statistics.mean(values), std
 
     @property
-    def acc(self) -> tuple[float, float]:
+    def acc(self) -> tuple[float, float | None]:
         return self._mean_std(self.accuracy)
 
     @property
-    def mca(self) -> tuple[float, float]:
+    def mca(self) -> tuple[float, float | None]:
         return self._mean_std(self.mean_class_accuracy)
 
 
@@ -41,6 +42,10 @@ def aggregate(results: list[dict], order: list[str]) -> list[Row]:
     return rows
 
 
+def _mean_pm_std(mean: float, std: float | None) -> str:
+    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f} (one seed)"
+
+
 def to_markdown(rows: list[Row], title: str) -> str:
     lines = [f"### {title}", "",
              "| method | accuracy (%) | mean class accuracy (%) | seeds | per seed |",
@@ -48,7 +53,7 @@ def to_markdown(rows: list[Row], title: str) -> str:
     for row in rows:
         (am, asd), (mm, msd) = row.acc, row.mca
         per_seed = ", ".join(f"{a:.2f}" for a in row.accuracy)
-        lines.append(f"| {row.method} | {am:.2f} ± {asd:.2f} | {mm:.2f} ± {msd:.2f} | "
+        lines.append(f"| {row.method} | {_mean_pm_std(am, asd)} | {_mean_pm_std(mm, msd)} | "
                      f"{','.join(map(str, row.seeds))} | {per_seed} |")
     return "\n".join(lines) + "\n"
 
@@ -60,7 +65,8 @@ def to_csv(rows: list[Row]) -> str:
                      "mean_class_accuracy_std", "n", "seeds", "accuracy_per_seed"])
     for row in rows:
         (am, asd), (mm, msd) = row.acc, row.mca
-        writer.writerow([row.method, f"{am:.3f}", f"{asd:.3f}", f"{mm:.3f}", f"{msd:.3f}",
+        writer.writerow([row.method, f"{am:.3f}", "" if asd is None else f"{asd:.3f}",
+                         f"{mm:.3f}", "" if msd is None else f"{msd:.3f}",
                          len(row.seeds), " ".join(map(str, row.seeds)),
                          " ".join(f"{a:.3f}" for a in row.accuracy)])
     return out.getvalue()
