@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from dataclasses import fields
 from pathlib import Path
 
@@ -33,9 +34,21 @@ def _base_overrides(benchmark: str, task: str, data_root: str | None,
 
     bench = get_benchmark(benchmark)
     source, target = bench.parse_task(task)
+    refuse_task_overrides(overrides)
     base = [f"benchmark={bench.name}", f"benchmark.source={source.name}",
             f"benchmark.target={target.name}"]
     return base + _data_root_override(data_root, overrides) + list(overrides)
+
+
+def refuse_task_overrides(overrides: list[str]) -> None:
+    """The task is what the command's arguments say, never an override's."""
+    for item in overrides:
+        key = item.partition("=")[0].lstrip("+~")
+        if key in ("benchmark", "benchmark.name", "benchmark.source", "benchmark.target",
+                   "benchmark.num_classes"):
+            raise UsageError(f"'{item}' would change the task the command names; give the "
+                             "benchmark and task as arguments: `pnl-da run BENCHMARK "
+                             "SOURCE->TARGET`")
 
 
 def _data_root_override(data_root: str | None, overrides: list[str]) -> list[str]:
@@ -174,6 +187,7 @@ def cmd_compare(args) -> int:
     if not seeds:
         raise UsageError(f"--seeds '{args.seeds}' is not a comma-separated list of integers; "
                          "write e.g. --seeds 0,1,2")
+    refuse_task_overrides(args.overrides)
     base = _base_overrides(args.benchmark, args.task, args.data_root, [])
     keys = _method_keys()
     # Compose everything first: a bad key fails before any training starts.
@@ -260,7 +274,20 @@ def cmd_download(args) -> int:
     if source.download is None:
         print(f"{source.name}: {nothing}")
         return 0
-    for line in source.download(root):
+    from pnl_da.data.download import folders_near, remove_empty_folders
+
+    created = {d for d in (Path(root), *Path(root).parents) if not d.exists()}
+    before = folders_near(Path(root))
+    try:
+        lines = source.download(root)
+    except BaseException as exc:
+        # a failed download leaves no folder that it made and left empty, unless its message
+        # asks for a file to be put there (office31/downloads/)
+        named = str(exc)
+        remove_empty_folders(d for d in created | (folders_near(Path(root)) - before)
+                             if f"{d}/" not in named)
+        raise
+    for line in lines:
         print(line)
     return 0
 
@@ -304,7 +331,9 @@ def cmd_list(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pnl-da", description="Domain adaptation with pseudo-negative labels.")
+    parser = _Parser(prog="pnl-da", description=(
+        "Domain adaptation and semi-supervised classification with pseudo-negative labels "
+        "(PNL), beside DANN, CDAN, FixMatch and Mean Teacher."))
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -334,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     ssl.add_argument("--split-seed", type=int, default=None,
                      help="seed of the labeled subset (default: the run seed)")
     ssl.add_argument("--out", default=None,
-                     help="run folder (default: runs/ssl/<dataset>-<labels>/<method>/seed<seed>)")
+                     help="run folder (default: runs/ssl/<dataset>-<labels>/<method>/seed<seed>, "
+                     "then -split<S> where the split seed is another)")
     ssl.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
     ssl.add_argument("--show-config", action="store_true",
                      help="print the resolved configuration and exit")
@@ -343,9 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp = sub.add_parser("compare", help="several methods x seeds on one task, one table")
     cmp.add_argument("benchmark")
-    cmp.add_argument("task")
-    cmp.add_argument("--methods", default=",".join(DEFAULT_METHODS))
-    cmp.add_argument("--seeds", default="0,1,2")
+    cmp.add_argument("task", help="SOURCE->TARGET (quote it); then any KEY=VALUE overrides, "
+                     "given to every method that reads them")
+    cmp.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                     help="comma-separated (default: %(default)s)")
+    cmp.add_argument("--seeds", default="0,1,2", help="comma-separated (default: %(default)s)")
     cmp.add_argument("--out", default=None, help="folder of the runs and the table")
     common(cmp)
     cmp.set_defaults(func=cmd_compare)
@@ -355,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--domain", "--dataset", default=None,
                     help="default: the run's target domain (SSL runs: its dataset); for an SSL "
                     "run, any dataset with the same classes, e.g. --dataset mnist")
-    ev.add_argument("--split", default=None, choices=("test", "train", "all"))
+    ev.add_argument("--split", default=None, choices=("test", "train", "all"),
+                    help="default: the split the run was scored on (test where there is one)")
     common(ev, overrides=False)
     ev.set_defaults(func=cmd_evaluate)
 
@@ -364,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(dl, overrides=False)
     dl.set_defaults(func=cmd_download)
 
-    ls = sub.add_parser("list", help="benchmarks, methods or backbones")
+    ls = sub.add_parser("list", help="benchmarks, datasets, methods or backbones")
     ls.add_argument("what", nargs="?",
                     choices=("benchmarks", "datasets", "methods", "backbones"))
     ls.add_argument("--debug", action="store_true")
@@ -412,8 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"(see `pnl-da {args.command} --help`)")
         return args.func(args)
     except PnlError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback as well, and the same exit code
+            traceback.print_exc()
         print(f"pnl-da: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
@@ -429,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if debug:
-            raise
+            traceback.print_exc()
+            return 1
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"pnl-da: error: {type(exc).__name__}: {first} (rerun with --debug for the "
               "traceback)", file=sys.stderr)

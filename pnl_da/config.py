@@ -384,6 +384,9 @@ def inert_options(method: DictConfig) -> dict[str, str]:
         if method.selection != "random":
             inert["replacement"] = (f"method.selection={method.selection} does not read it "
                                     "(random does)")
+    if "positive_weight" in method and not method.positive_threshold:
+        inert["positive_weight"] = ("it weighs the confident positive pseudo labels, which are "
+                                    "off (method.positive_threshold=0)")
     return inert
 
 
@@ -433,11 +436,24 @@ def compose(overrides: list[str], mode: str = "da", allow_inert: bool = False) -
     _check_eval_ema(cfg.method)
     if not allow_inert:
         _check_inert(cfg, overrides)
-    if mode == "ssl" and cfg.method.heads != 2 and any(o.startswith("ssl.model=")
-                                                        for o in overrides):
+    if mode == "ssl":
+        _check_ssl_only_options(cfg, overrides)
+    return cfg
+
+
+def _check_ssl_only_options(cfg: DictConfig, overrides: list[str]) -> None:
+    """Options that mean nothing in a semi-supervised run of this method."""
+    if cfg.method.get("align", "none") != "none":
+        raise UsageError(f"method.align={cfg.method.align} aligns a source domain with a target "
+                         "domain; a semi-supervised run has one dataset, so leave method.align "
+                         "out (domain adaptation: `pnl-da run`)")
+    keys = {item.partition("=")[0] for item in overrides}
+    if cfg.method.target_view == "none" and "trainer.unlabeled_batch_size" in keys:
+        raise UsageError(f"'trainer.unlabeled_batch_size' changes nothing: {cfg.method.name} "
+                         "reads no unlabeled images; leave it out")
+    if cfg.method.heads != 2 and any(o.startswith("ssl.model=") for o in overrides):
         raise UsageError(f"ssl.model chooses how the two submodels of pnl and pnl_paper are "
                          f"built; {cfg.method.name} trains one network, so leave ssl.model out")
-    return cfg
 
 
 def _length_wins(overrides: list[str]) -> list[str]:

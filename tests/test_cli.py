@@ -73,6 +73,11 @@ def assert_one_line_error(code, err, expected_code, *fragments):
      ["changes nothing", "method.selection=targeted"]),
     (["compare", "digits", "uci->ms", "--methods", "dann,source_only", "method.entropy=true"], 2,
      ["changes nothing in the methods compared (dann, source_only)"]),
+    # the task is the command's arguments: an override may not swap it or resize its head
+    (["run", "digits", "uci->ms", "benchmark.source=mnist-sample", "benchmark.target=uci"], 2,
+     ["would change the task"]),
+    (["run", "digits", "uci->ms", "benchmark.num_classes=12"], 2, ["benchmark.num_classes=12"]),
+    (["compare", "digits", "uci->ms", "benchmark.target=uci"], 2, ["would change the task"]),
     (["compare", "digits", "uci->ms", "--seeds="], 2, ["--seeds"]),
     (["compare", "digits", "uci->ms", "--methods=,"], 2, ["names no method"]),
 ])
@@ -399,3 +404,85 @@ def test_evaluate_a_run_on_standard_mnist_files_under_another_data_root(capsys, 
     code, _, err = run_cli(capsys, "evaluate", str(out), "--domain", "svhn", "--data-root",
                            str(tmp_path / "other-root"))
     assert_one_line_error(code, err, 3, "svhn")
+
+
+# -- found by a user's acceptance pass ------------------------------------------------------
+
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(capsys):
+    code, _, err = run_cli(capsys, "--debug", "ssl", "mnist-smaple", "--labels", "20")
+    assert code == 2 and "Traceback" in err and "unknown SSL dataset 'mnist-smaple'" in err
+
+
+def _corrupt_mnist(root, missing=()):
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        for part in ("images-idx3", "labels-idx1"):
+            name = f"{prefix}-{part}-ubyte"
+            if name not in missing:
+                (raw / name).write_bytes(b"not an idx file" * 7)
+
+
+def test_corrupt_or_missing_mnist_files_are_data_errors_and_leave_no_run_folder(capsys,
+                                                                                tmp_path):
+    bad = tmp_path / "bad"
+    _corrupt_mnist(bad)
+    for argv in (["ssl", "mnist", "--labels", "20"], ["run", "digits", "uci->mnist"]):
+        out = tmp_path / "runs" / "x"
+        code, _, err = run_cli(capsys, *argv, "--data-root", str(bad), "--out", str(out), *FAST)
+        assert_one_line_error(code, err, 3, "corrupt or truncated", str(bad / "MNIST" / "raw"))
+        assert not (tmp_path / "runs").exists()
+    partial = tmp_path / "partial"
+    _corrupt_mnist(partial, missing=("t10k-images-idx3-ubyte",))
+    code, _, err = run_cli(capsys, "ssl", "mnist", "--labels", "20", "--data-root", str(partial),
+                           "--out", str(tmp_path / "runs" / "y"), *FAST)
+    assert_one_line_error(code, err, 3, "missing MNIST/raw/t10k-images-idx3-ubyte")
+
+
+@pytest.mark.parametrize("files", [{"metrics.jsonl": "mine\n", "notes.txt": "keep\n"},
+                                   {"config.yaml": "my important config: 1\n"},
+                                   {"config.yaml": "{[not yaml"},
+                                   {"comparison.md": "a table\n"}])
+def test_a_folder_that_is_not_a_pnl_da_run_is_refused_and_left_as_it_was(capsys, tmp_path,
+                                                                          files):
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    for resume in ([], ["--resume"]):
+        code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", "--out",
+                               str(out), *resume, *FAST)
+        assert_one_line_error(code, err, 2, str(out))
+        assert "not a pnl-da run" in err or "holds a comparison" in err
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
+    assert all((out / name).read_text() == text for name, text in files.items())
+
+
+def test_run_files_get_the_mode_the_umask_gives_not_private(tmp_path):
+    import os
+
+    from pnl_da.engine.checkpoint import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "result.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_failed_download_leaves_no_folder_it_made_empty(capsys, tmp_path, monkeypatch):
+    from pnl_da.data import ssl_datasets
+    from pnl_da.errors import DataError
+
+    def offline(root):
+        (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+        raise DataError("could not download cifar10 (no connection)")
+
+    from dataclasses import replace
+
+    monkeypatch.setitem(ssl_datasets.SSL_DATASETS, "cifar10",
+                        replace(ssl_datasets.SSL_DATASETS["cifar10"], download=offline))
+    code, _, err = run_cli(capsys, "download", "cifar10", "--data-root", str(tmp_path / "data"))
+    assert_one_line_error(code, err, 3, "no connection")
+    assert not (tmp_path / "data").exists()

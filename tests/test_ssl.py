@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from pnl_da.cli import main
 from pnl_da.config import compose, on_schema
+from pnl_da.config import to_yaml as to_yaml_text
 from pnl_da.data.ssl_datasets import get_ssl_dataset
 from pnl_da.engine.evaluate import batches_for, evaluate
 from pnl_da.engine.ssl_run import load_ssl_data, prediction_names
@@ -477,6 +478,39 @@ def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys
     assert main(resume) == 0 and (b / "result.json").is_file()
 
 
+def test_the_split_seed_names_its_own_default_folder_and_unset_means_the_run_seed():
+    from pnl_da.config import to_yaml
+    from pnl_da.engine.run import comparable
+    from pnl_da.engine.ssl_run import default_ssl_out_dir
+
+    unset, same, other = (ssl_cfg("seed=3"), ssl_cfg("seed=3", "dataset.split_seed=3"),
+                          ssl_cfg("seed=3", "dataset.split_seed=5"))
+    assert default_ssl_out_dir(unset) == default_ssl_out_dir(same)
+    assert default_ssl_out_dir(same).name == "seed3"
+    assert default_ssl_out_dir(other).name == "seed3-split5"
+    # `--resume --split-seed 3` goes on with a run made without one: the same subset
+    assert comparable(to_yaml(unset)) == comparable(to_yaml(same))
+    assert comparable(to_yaml(unset)) != comparable(to_yaml(other))
+
+
+def test_a_resume_rewrites_a_deleted_split_record_and_counts_earlier_wall_time(tmp_path):
+    from pnl_da.engine.run import execute
+
+    cfg = ssl_cfg(steps=8, eval_every=4)
+    out = tmp_path / "run"
+    first = Trainer(cfg, load_ssl_data(cfg)[0], out)  # as if killed after its step-4 checkpoint
+    first.fit(stop_at=4)
+    (out / "config.yaml").write_text(to_yaml_text(cfg))
+    saved = torch.load(out / "checkpoints" / "last.pt", weights_only=False)["wall_time_s"]
+    assert saved > 0 and not (out / "labeled_indices.json").exists()
+    second = Trainer(cfg, load_ssl_data(cfg)[0], out)
+    assert second.resume() and second.earlier_wall_time == saved
+    result = execute(cfg, out, resume=True, log=lambda m: None)
+    record = json.loads((out / "labeled_indices.json").read_text())
+    assert record["labeled"] == load_ssl_data(cfg)[1]["labeled"]
+    assert result["wall_time_s"] >= saved
+
+
 def test_check_saved_split_accepts_only_the_subset_the_run_started_with(tmp_path):
     from pnl_da.engine.ssl_run import SPLIT_FILE, check_saved_split
 
@@ -543,6 +577,13 @@ def test_oracle_best_is_the_step_with_the_highest_test_accuracy_of_the_reported_
     (["ssl", "mnist-sample", "--labels", "20", "trainer.steps=[1"], 2,
      "cannot read override 'trainer.steps=[1'"),
     (["ssl", "mnist-sample", "--labels", "20", "trainer.stepz=1"], 2, "`pnl-da ssl ..."),
+    # options that mean nothing in a semi-supervised run of the method
+    (["ssl", "mnist-sample", "--labels", "20", "method.align=dann"], 2,
+     "a semi-supervised run has one dataset"),
+    (["ssl", "mnist-sample", "--labels", "20", "method=supervised",
+      "trainer.unlabeled_batch_size=128"], 2, "supervised reads no unlabeled images"),
+    (["ssl", "mnist-sample", "--labels", "20", "method.positive_threshold=0",
+      "method.positive_weight=2"], 2, "method.positive_threshold=0"),
     (["ssl", "mnist-sample", "--labels", "3999"], 2, "use at most --labels 3450"),
     (["run", "digits", "uci->mnist-sample", "--split-seed", "2"], 2,
      "--split-seed belongs to semi-supervised runs"),

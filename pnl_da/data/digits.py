@@ -74,6 +74,13 @@ def _extract_mnist(root: str) -> None:
                     shutil.copyfileobj(src, dst)
 
 
+def _missing_mnist_files(root: str) -> list[str]:
+    raw = Path(root) / "MNIST" / "raw"
+    names = [f"{prefix}-{part}-ubyte" for prefix in ("train", "t10k")
+             for part in ("images-idx3", "labels-idx1")]
+    return [f"MNIST/raw/{n}" for n in names if not (raw / n).is_file()]
+
+
 def _torchvision(kind: str, root: str, split: str, hint: str | None = None) -> DomainData:
     """Load a torchvision-format digits split; ``hint`` is the command the error suggests
     (default: ``pnl-da download digits --data-root ROOT``)."""
@@ -90,7 +97,18 @@ def _torchvision(kind: str, root: str, split: str, hint: str | None = None) -> D
             return _from_numpy(ds.data, np.asarray(ds.targets), kind, split)
         ds = datasets.SVHN(root, split="train" if train else "test", download=False)
         return _from_numpy(ds.data, ds.labels, kind, split)
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+    except (RuntimeError, OSError, EOFError, ValueError, AssertionError) as exc:
+        # torchvision asserts on an idx file's header: a corrupt or truncated file
+        missing = _missing_mnist_files(root) if kind == "mnist" else []
+        if kind == "mnist" and not missing:
+            raise DataError(f"the MNIST files under {Path(root) / 'MNIST' / 'raw'} are corrupt "
+                            "or truncated; delete them and run `"
+                            f"{hint or f'pnl-da download digits --data-root {root}'}`, or place "
+                            "intact copies there") from exc
+        if missing:
+            raise DataError(f"mnist not found under {root}: missing {', '.join(missing)}; run "
+                            f"`{hint or f'pnl-da download digits --data-root {root}'}` "
+                            "or place the files there") from exc
         raise DataError(f"{kind} ({split}) not found or unreadable under {root}: expected "
                         f"{EXPECTED_FILES[kind]}; run "
                         f"`{hint or f'pnl-da download digits --data-root {root}'}` "

@@ -14,10 +14,19 @@ import torch
 from pnl_da.errors import DataError
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading it means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would, as
+        # metrics.jsonl gets, so that results on a shared machine are readable by the group
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

@@ -20,7 +20,7 @@ from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.evaluate import per_class_table
 from pnl_da.engine.trainer import CHECKPOINT, METRICS, RunData, Trainer
-from pnl_da.errors import DataError, Interrupted, PnlError, UsageError
+from pnl_da.errors import DataError, Interrupted, UsageError
 from pnl_da.models.factory import check_input_size, check_weights_available
 
 RESULT = "result.json"
@@ -46,6 +46,9 @@ def comparable(cfg_yaml: str) -> dict:
     """The configuration as compared for reuse and resume: on the schema, so that a run saved
     before a key existed compares equal when that key is at its default."""
     data = OmegaConf.to_container(on_schema(OmegaConf.create(cfg_yaml)), resolve=True)
+    dataset = data.get("dataset")
+    if dataset is not None and dataset.get("split_seed") is None:
+        dataset["split_seed"] = data.get("seed")  # unset means the run seed: the same subset
     for key in IGNORED_FOR_REUSE:
         section, _, leaf = key.partition(".")
         data.get(section, {}).pop(leaf, None)
@@ -65,12 +68,25 @@ def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
     return None
 
 
+def saved_config(out_dir: Path) -> dict:
+    """The comparable configuration of the run kept in ``out_dir``; a config.yaml that is not
+    pnl-da's (unparsable, or keys pnl-da does not have) is a usage error, not a traceback."""
+    path = out_dir / CONFIG
+    try:
+        return comparable(path.read_text())
+    except Exception as exc:  # YAML errors, schema errors, undecodable bytes
+        first = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
+        reason = first[:77] + "..." if len(first) > 80 else first or type(exc).__name__
+        raise UsageError(f"{path} is not a pnl-da run configuration ({reason}); {out_dir} is "
+                         "not a pnl-da run: choose another --out") from None
+
+
 def finished_result(out_dir: Path, cfg_yaml: str) -> dict | None:
     """The result of a finished run in ``out_dir`` made with the same configuration, if any."""
     result, config = out_dir / RESULT, out_dir / CONFIG
     if not (result.is_file() and config.is_file()):
         return None
-    if comparable(config.read_text()) != comparable(cfg_yaml):
+    if saved_config(out_dir) != comparable(cfg_yaml):
         return None
     return json.loads(result.read_text())
 
@@ -86,14 +102,25 @@ def saved_run_difference(out_dir: Path, cfg_yaml: str) -> str | None:
     """How the run kept in ``out_dir`` differs from ``cfg_yaml`` (None: no run, or the same)."""
     if not (holds_run(out_dir) and (out_dir / CONFIG).is_file()):
         return None
-    return first_difference(comparable((out_dir / CONFIG).read_text()), comparable(cfg_yaml))
+    return first_difference(saved_config(out_dir), comparable(cfg_yaml))
 
 
 def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
     """Refuse an output folder that cannot be written or already holds another run."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output folder {out_dir} is a file; pass --out with a folder path")
+    if (out_dir / "comparison.md").is_file():
+        raise UsageError(f"output folder {out_dir} holds a comparison (comparison.md); give the "
+                         f"run a folder of its own, e.g. --out {out_dir / 'single'}")
+    if (out_dir / CONFIG).is_file():
+        saved_config(out_dir)  # someone else's config.yaml is refused, never overwritten
     has_run = holds_run(out_dir)
+    if has_run and not (out_dir / CONFIG).is_file():
+        # every pnl-da run writes its config.yaml before anything else of it
+        kept = [n for n in (RESULT, str(CHECKPOINT), METRICS) if (out_dir / n).is_file()]
+        raise UsageError(f"output folder {out_dir} holds {', '.join(kept)} but no {CONFIG}: it "
+                         "is not a pnl-da run (or its config.yaml was deleted); choose another "
+                         "--out")
     if has_run and not resume:
         state = "a finished run" if (out_dir / RESULT).exists() else "an unfinished run"
         hint = ("pass --resume to continue it" if state == "an unfinished run"
@@ -246,8 +273,9 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
         return _execute(cfg, cfg_yaml, out_dir, resume, log)
     except KeyboardInterrupt:
         raise Interrupted(out_dir, (out_dir / CHECKPOINT).is_file()) from None
-    except PnlError:
-        # bad data found before anything was written: leave no empty folder behind
+    except Exception:
+        # a failure before anything was written (bad data, most often): leave no empty
+        # folder behind
         for folder in created:
             if not folder.is_dir() or any(folder.iterdir()):
                 break
@@ -278,21 +306,26 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
     if not resumed:
         write_text(out_dir / CONFIG, cfg_yaml)
         (out_dir / METRICS).unlink(missing_ok=True)
-        if ssl:
-            write_json(out_dir / ssl_run.SPLIT_FILE, split)
+    if ssl and not (resumed and (out_dir / ssl_run.SPLIT_FILE).is_file()):
+        # a resume recreates a deleted record: the same settings draw the same subset
+        write_json(out_dir / ssl_run.SPLIT_FILE, split)
     write_json(out_dir / "env.json", environment(str(trainer.device)))
     if resumed:
         log(f"resuming {out_dir} from step {trainer.step}")
+    elif resume:
+        log(f"{out_dir} has no checkpoint to resume: starting the run")
     summary = trainer.fit()
+    # a resumed run counts its earlier segments too (up to the checkpoint it went on from)
+    wall_time = trainer.earlier_wall_time + time.perf_counter() - started
     evaluation = summary["evaluation"]
     confusion = evaluation["confusion"][chosen_prediction(evaluation, cfg.method.predict)[0]]
     class_names = () if ssl else get_benchmark(cfg.benchmark.name).class_names
     write_text(out_dir / "per_class.csv", per_class_table(confusion, class_names))
     if ssl:
-        result = ssl_run.summarize_ssl(cfg, evaluation, time.perf_counter() - started, summary,
+        result = ssl_run.summarize_ssl(cfg, evaluation, wall_time, summary,
                                        out_dir, trainer.total_steps)
     else:
-        result = summarize(cfg, evaluation, time.perf_counter() - started, summary,
+        result = summarize(cfg, evaluation, wall_time, summary,
                            trainer.total_steps)
     write_json(out_dir / RESULT, result)
     return result

@@ -29,8 +29,12 @@ def split_seed(cfg: DictConfig) -> int:
 
 
 def default_ssl_out_dir(cfg: DictConfig) -> Path:
+    """``runs/ssl/<dataset>-<labels>/<method>/seed<seed>``, with ``-split<S>`` where the
+    split seed is not the run seed, so that runs on several subsets sit side by side."""
+    split = split_seed(cfg)
+    suffix = f"-split{split}" if split != int(cfg.seed) else ""
     return (Path("runs") / "ssl" / f"{cfg.dataset.name}-{cfg.dataset.labels}" / cfg.method.name
-            / f"seed{cfg.seed}")
+            / f"seed{cfg.seed}{suffix}")
 
 
 def _subset(data: DomainData, index: np.ndarray, split: str) -> DomainData:

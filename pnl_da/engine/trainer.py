@@ -156,6 +156,9 @@ class Trainer:
                                   tcfg.unlabeled_batch_size or tcfg.batch_size)
         self.total_steps = total_steps(tcfg, len(data.source) + len(data.target_train))
         self.step = 0
+        # wall time of earlier segments of a resumed run, up to the checkpoint it resumed from
+        self.earlier_wall_time = 0.0
+        self._segment_start = time.perf_counter()
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed
         self.data_time = 0.0  # seconds spent producing batches (on GPU: launching the work)
 
@@ -235,7 +238,12 @@ class Trainer:
             "target": self.target.state_dict(),
             "method_generator": self.method.generator.get_state(),
             "rng": rng_state(),
+            "wall_time_s": self.wall_time(),
         }
+
+    def wall_time(self) -> float:
+        """Seconds this run has trained, over every segment of a resumed run."""
+        return self.earlier_wall_time + time.perf_counter() - self._segment_start
 
     def load_state_dict(self, state: dict) -> None:
         saved = state["optimizers"] if "optimizers" in state else [state["optimizer"]]
@@ -243,6 +251,8 @@ class Trainer:
             raise UsageError(f"the checkpoint holds {len(saved)} optimiser(s), this run has "
                              f"{len(self.optimizers)}; resume with the run's own settings")
         self.step = state["step"]
+        self.earlier_wall_time = float(state.get("wall_time_s", 0.0))  # older checkpoints: 0
+        self._segment_start = time.perf_counter()
         self.method.load_state_dict(state["method"])
         for optimizer, optimizer_state in zip(self.optimizers, saved):
             optimizer.load_state_dict(optimizer_state)
