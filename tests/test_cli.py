@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import pickle
 import subprocess
 import sys
 
@@ -486,3 +487,21 @@ def test_a_failed_download_leaves_no_folder_it_made_empty(capsys, tmp_path, monk
     code, _, err = run_cli(capsys, "download", "cifar10", "--data-root", str(tmp_path / "data"))
     assert_one_line_error(code, err, 3, "no connection")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_file_that_is_not_a_pnl_da_checkpoint_and_a_failed_write(tmp_path):
+    from pnl_da.engine.checkpoint import load_checkpoint, save_checkpoint, write_json
+    from pnl_da.errors import DataError
+
+    torch.save({"x": 1}, tmp_path / "other.pt")
+    with pytest.raises(DataError, match="not a pnl-da checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    target = tmp_path / "result.json"
+    write_json(target, {"kept": True})
+    checkpoint = tmp_path / "last.pt"
+    save_checkpoint({"method": {}, "step": 1}, checkpoint)
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # a lambda: fails mid-write
+        save_checkpoint({"method": {}, "step": 2, "hook": lambda: 0}, checkpoint)
+    assert load_checkpoint(checkpoint)["step"] == 1  # the old file, whole
+    assert json.loads(target.read_text()) == {"kept": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "other.pt", "result.json"]

@@ -76,6 +76,6 @@ def test_one_seed_has_no_spread_in_the_tables():
     rows = aggregate(results, ["dann", "pnl"])
     table = to_markdown(rows, "t")
     assert "| dann | 57.90 (one seed) | 55.00 (one seed) |" in table
-    assert "| pnl | 61.00 ± 1.41 | 58.50 ± 0.71 |" in table
+    assert "| pnl | 61.00 ± 1.41 | 58.50 ± 0.71 | 0,1 | 60.00, 62.00 |" in table
     dann_csv = to_csv(rows).splitlines()[1].split(",")
     assert dann_csv[:5] == ["dann", "57.900", "", "55.000", ""]

@@ -51,7 +51,8 @@ def _record_selection(monkeypatch):
 
     def recording(probs, k, strategy, **kwargs):
         mask = select_negatives(probs, k, strategy, **kwargs)
-        seen.append({"probs": probs.clone(), "mask": mask})
+        seen.append({"probs": probs.clone(), "mask": mask,
+                     "learner_probs": kwargs["learner_probs"].clone()})
         return mask
 
     monkeypatch.setattr(pnl_module, "select_negatives", recording)
@@ -85,6 +86,10 @@ def test_generator_view_decides_which_view_the_learner_is_trained_on(
     for (gen, learn), picked, learner in zip([(0, 1), (1, 0)], probs_seen, logits_seen):
         assert torch.allclose(picked["probs"], torch.softmax(weak[gen], 1), atol=1e-5)
         assert torch.allclose(learner, learner_ref[learn], atol=1e-5)
+        # what targeted selection reads as "the learner still believes": the learner's own
+        # softmax on its own view
+        assert torch.allclose(picked["learner_probs"], torch.softmax(learner_ref[learn], 1),
+                              atol=1e-5)
 
 
 def test_distribution_alignment_reshapes_the_generator_probabilities(monkeypatch):

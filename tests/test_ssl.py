@@ -14,7 +14,7 @@ from pnl_da.config import compose, on_schema
 from pnl_da.config import to_yaml as to_yaml_text
 from pnl_da.data.ssl_datasets import get_ssl_dataset
 from pnl_da.engine.evaluate import batches_for, evaluate
-from pnl_da.engine.ssl_run import load_ssl_data, prediction_names
+from pnl_da.engine.ssl_run import load_ssl_data, prediction_names, summarize_ssl
 from pnl_da.engine.trainer import Trainer
 from pnl_da.errors import UsageError
 from pnl_da.losses.distribution import DistributionAlignment
@@ -341,6 +341,9 @@ def test_every_ssl_method_trains_and_evaluates(method):
     result = trainer.fit()
     assert any(not torch.equal(p, q) for p, q in zip(before, trainer.method.model.parameters()))
     assert set(result["evaluation"]["heads"]) >= {"a", "mean"}
+    if method == "supervised":  # the lower bound: one network, one head, one optimiser
+        assert isinstance(trainer.method.model, Classifier)
+        assert len(trainer.method.model.heads) == 1 and len(trainer.optimizers) == 1
 
 
 def test_any_timm_model_works_as_an_ssl_backbone():
@@ -443,6 +446,19 @@ def test_result_json_errors_are_the_final_networks_mistakes_on_the_holdout(tmp_p
         assert result["heads"][head]["error"] == pytest.approx(error, abs=1e-3), head
     assert result["prediction"] == "mean"
     assert result["metrics"]["error"] == pytest.approx(errors["mean"], abs=1e-3)
+
+
+def test_result_json_oracle_figure_follows_the_reported_prediction(tmp_path):
+    # head a is best at step 6, the reported mean at step 12: the oracle names step 12
+    records = [{"step": 6, "accuracy": {"a": 90.0, "b": 60.0, "mean": 80.0}},
+               {"step": 12, "accuracy": {"a": 70.0, "b": 75.0, "mean": 85.0}}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    final = {h: {"accuracy": acc, "mean_class_accuracy": acc}
+             for h, acc in records[-1]["accuracy"].items()}
+    result = summarize_ssl(ssl_cfg(), {"heads": final}, 1.0,
+                           {"steps_trained": 12, "train_time_s": 1.0}, tmp_path, 12)
+    assert result["prediction"] == "mean" and result["metrics"]["error"] == 15.0
+    assert result["oracle_best_test_error"] == {"step": 12, "error": 15.0}
 
 
 def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys):

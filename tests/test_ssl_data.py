@@ -228,6 +228,7 @@ def test_cifar_download_without_network_is_a_clear_data_error(tmp_path, monkeypa
      "[Errno -2] Name or service not known>\n", "no connection: Name or service not known"),
     ("HTTP Error 404: Not Found", "the server answered HTTP 404 Not Found"),
     ("<urlopen error timed out>", "no connection: timed out"),
+    ("The read operation timed out", "the connection timed out"),  # a socket timeout mid-read
     ("File not found or corrupted.", "a downloaded file failed its checksum"),
     ("disk quota exceeded", "disk quota exceeded"),
 ])
@@ -235,6 +236,21 @@ def test_a_torchvision_download_failure_is_told_in_words(text, reason):
     from pnl_da.data.download import torchvision_failure
 
     assert torchvision_failure(RuntimeError(text)) == reason
+
+
+def test_a_failed_torchvision_download_removes_the_folders_it_made_and_left_empty(tmp_path):
+    from pnl_da.data.download import torchvision_download
+
+    (tmp_path / "kept").mkdir()
+
+    def fetch():
+        (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+        (tmp_path / "SVHN").mkdir()
+        (tmp_path / "SVHN" / "part.mat").write_bytes(b"half")  # not empty: kept
+        raise RuntimeError("<urlopen error [Errno -2] Name or service not known>")
+
+    assert torchvision_download(str(tmp_path), fetch) == "no connection: Name or service not known"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SVHN", "kept"]
 
 
 def test_the_benchmark_reference_row_uses_the_largest_balanced_split_of_mnist_sample(monkeypatch):
@@ -254,3 +270,36 @@ def test_the_benchmark_reference_row_uses_the_largest_balanced_split_of_mnist_sa
     assert np.bincount(labels.numpy()[labeled], minlength=10).tolist() == [n // 10] * 10
     with pytest.raises(UsageError):
         balanced_labeled_split(labels, n + 10, 10, seed=0)
+
+
+@pytest.mark.parametrize("name,count,digest", [("mnist-sample", 999, "8fa416d797b07215"),
+                                               ("uci", 359, "97233f0125b0d722")])
+def test_bundled_holdouts_never_change(name, count, digest):
+    # A pin, on purpose: every recorded mnist-sample/uci number (benchmarks/results) is a test
+    # error on these images; another holdout would silently make the tables incomparable.
+    import hashlib
+
+    from pnl_da.data.digits import DIGITS
+    from pnl_da.data.ssl_datasets import holdout_split
+
+    test = holdout_split(DIGITS.domain(name).load("unused", "all").labels, "test")
+    assert test.size == count
+    assert hashlib.sha256(test.astype("<i8").tobytes()).hexdigest()[:16] == digest
+
+
+def test_a_label_equal_to_the_class_count_is_out_of_range(tmp_path):
+    with pytest.raises(DataError, match="outside 0..2"):
+        balanced_labeled_split(np.array([0, 1, 2, 3, 0, 1]), 3, 3, seed=0)
+    folder, _ = write_cifar(tmp_path)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [9, 10]}, f, protocol=2)
+    with pytest.raises(DataError) as info:
+        get_ssl_dataset("cifar10").load(str(tmp_path), "test")
+    assert "labels outside 0..9" in one_line_error(info)
+
+
+def test_same_task_needs_the_same_classes_not_only_the_same_format():
+    # CIFAR-10 and SVHN are both 10 classes of 32x32 colour images, but not the same classes
+    assert not SSL_DATASETS["cifar10"].same_task(SSL_DATASETS["svhn"])
+    assert SSL_DATASETS["mnist"].same_task(SSL_DATASETS["mnist-sample"])
+    assert not SSL_DATASETS["mnist"].same_task(SSL_DATASETS["svhn"])  # digits, other format
