@@ -14,6 +14,7 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
+from pnl_da import __version__
 from pnl_da.errors import Interrupted, PnlError, UsageError
 
 DEFAULT_METHODS = ("source_only", "dann", "cdan", "pnl")
@@ -335,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Domain adaptation and semi-supervised classification with pseudo-negative labels "
         "(PNL), beside DANN, CDAN, FixMatch and Mean Teacher."))
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"pnl-da {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     def common(p, overrides=True):
@@ -343,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="datasets folder (default: $PNL_DA_DATA, else ./data)")
         p.set_defaults(accepts_overrides=overrides)
 
-    run = sub.add_parser("run", help="train one method on one task")
+    run = sub.add_parser("run", help="train one method on one task",
+                         usage="pnl-da run BENCHMARK TASK [KEY=VALUE ...] [options]")
     run.add_argument("benchmark")
     run.add_argument("task", help="SOURCE->TARGET, e.g. 'uci->mnist-sample' (quote it); "
                      "then any KEY=VALUE overrides, e.g. method=dann trainer.steps=500")
@@ -355,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     ssl = sub.add_parser("ssl", help="semi-supervised: train one method on DATASET with N "
-                         "labeled images")
+                         "labeled images",
+                         usage="pnl-da ssl DATASET --labels N [KEY=VALUE ...] [options]")
     ssl.add_argument("dataset", help="cifar10, cifar100, svhn, mnist, mnist-sample, uci; then "
                      "any KEY=VALUE overrides, e.g. method=fixmatch or ssl.model=shared")
     ssl.add_argument("--labels", type=int, default=None,
@@ -371,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(ssl)
     ssl.set_defaults(func=cmd_ssl)
 
-    cmp = sub.add_parser("compare", help="several methods x seeds on one task, one table")
+    cmp = sub.add_parser("compare", help="several methods x seeds on one task, one table",
+                         usage="pnl-da compare BENCHMARK TASK [KEY=VALUE ...] [options]")
     cmp.add_argument("benchmark")
     cmp.add_argument("task", help="SOURCE->TARGET (quote it); then any KEY=VALUE overrides, "
                      "given to every method that reads them")

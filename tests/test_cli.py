@@ -505,3 +505,34 @@ def test_a_file_that_is_not_a_pnl_da_checkpoint_and_a_failed_write(tmp_path):
     assert load_checkpoint(checkpoint)["step"] == 1  # the old file, whole
     assert json.loads(target.read_text()) == {"kept": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "other.pt", "result.json"]
+
+
+def test_a_bad_option_is_named_before_the_output_folder_is_looked_at(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, _ = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", "--out", str(out),
+                         *FAST)
+    assert code == 0  # the folder now holds a finished run
+    for option, words in (("method.k=10", "method.k=9"), ("backbone.name=notamodel",
+                                                          "unknown backbone"),
+                          ("data.image_size=32", "takes 28x28 images")):
+        code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", "--out",
+                               str(out), option, *FAST)
+        assert_one_line_error(code, err, 2, words)
+    # resuming it as a domain-adaptation run says what it is, not a dump of two sections
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "--out", str(out), "--resume",
+                           *FAST)
+    assert_one_line_error(code, err, 2, "the run is semi-supervised (pnl-da ssl), this command "
+                          "is domain adaptation (pnl-da run)")
+    # evaluate points from a run's checkpoints/ folder to the run, and an unfinished
+    # semi-supervised run to `pnl-da ssl ... --resume`
+    code, _, err = run_cli(capsys, "evaluate", str(out / "checkpoints"))
+    assert_one_line_error(code, err, 2, f"pass the run's folder, {out}")
+    (out / "result.json").unlink()
+    code, _, err = run_cli(capsys, "evaluate", str(out))
+    assert_one_line_error(code, err, 2, f"`pnl-da ssl ... --resume --out {out}`")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == "pnl-da 0.1.0"

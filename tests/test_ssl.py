@@ -242,8 +242,9 @@ def test_eval_ema_result_names_it_and_evaluate_reproduces_it(tmp_path, capsys):
     assert "EMA of the weights (decay 0.99)" in result["prediction_is"]
     capsys.readouterr()
     assert main(["evaluate", str(out)]) == 0  # restores and scores the same averaged weights
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert last == result["metrics"]
+    report = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(report[-1]) == result["metrics"]
+    assert "  reported: head a (the model, EMA of the weights (decay 0.99))" in report
 
 
 def test_stability_needs_agreement_and_confidence():

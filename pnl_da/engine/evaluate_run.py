@@ -39,14 +39,17 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
         raise UsageError(f"{run_dir} is not a folder; pass the folder of a finished run "
                          "(it holds result.json)")
     missing = [p for p in (RESULT, CONFIG, str(CHECKPOINT)) if not (run_dir / p).is_file()]
+    if missing and (run_dir.parent / RESULT).is_file():  # a run's checkpoints/ folder
+        raise UsageError(f"{run_dir} is inside a run; pass the run's folder, {run_dir.parent}")
     if missing:
         runs = sorted(p.parent for p in run_dir.glob(f"*/seed*/{RESULT}"))
         if runs:  # a compare folder: its runs are one level further down
             raise UsageError(f"{run_dir} is a comparison folder ({len(runs)} finished "
                              f"run{'s' if len(runs) > 1 else ''}), not one run; pass one of its "
                              f"runs, e.g. {runs[0]}")
+        command = "ssl" if (run_dir / "labeled_indices.json").is_file() else "run"
         raise UsageError(f"{run_dir} is not a finished run (no {missing[0]}); finish it with "
-                         "`pnl-da run ... --resume --out " + str(run_dir) + "` first")
+                         f"`pnl-da {command} ... --resume --out {run_dir}` first")
     cfg = on_schema(OmegaConf.load(run_dir / CONFIG))
     ssl = "dataset" in cfg
     root = data_root or cfg.data.root
@@ -86,6 +89,9 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     predict, chosen, _ = chosen_prediction(result, cfg.method.predict)
     # semi-supervised runs name what each head is (Mean Teacher: a is the teacher)
     names = prediction_names(cfg.method.name, heads) if ssl else {}
+    if ssl and cfg.method.get("eval_ema"):  # the run scored an EMA of its weights
+        names = {h: f"{n}, EMA of the weights (decay {cfg.method.eval_ema})"
+                 for h, n in names.items()}
     lines = [f"{run_dir}: {cfg.method.name} on {source.name} ({data.split}, {len(data)} images)"]
     for name, s in heads.items():
         what = f" ({names[name]})" if name in names else ""

@@ -19,7 +19,7 @@ from pnl_da.config import on_schema, to_yaml
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.evaluate import per_class_table
-from pnl_da.engine.trainer import CHECKPOINT, METRICS, RunData, Trainer
+from pnl_da.engine.trainer import CHECKPOINT, METRICS, RunData, Trainer, resolve_device
 from pnl_da.errors import DataError, Interrupted, UsageError
 from pnl_da.models.factory import check_input_size, check_weights_available
 
@@ -102,7 +102,12 @@ def saved_run_difference(out_dir: Path, cfg_yaml: str) -> str | None:
     """How the run kept in ``out_dir`` differs from ``cfg_yaml`` (None: no run, or the same)."""
     if not (holds_run(out_dir) and (out_dir / CONFIG).is_file()):
         return None
-    return first_difference(saved_config(out_dir), comparable(cfg_yaml))
+    saved, now = saved_config(out_dir), comparable(cfg_yaml)
+    kinds = ["semi-supervised (pnl-da ssl)" if "dataset" in c else "domain adaptation (pnl-da run)"
+             for c in (saved, now)]
+    if kinds[0] != kinds[1]:
+        return f"the run is {kinds[0]}, this command is {kinds[1]}"
+    return first_difference(saved, now)
 
 
 def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
@@ -268,6 +273,7 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
     cfg_yaml = to_yaml(cfg)
     # the folders this call creates (the run folder and missing parents), deepest first
     created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
+    preflight(cfg)
     check_out_dir(out_dir, cfg_yaml, resume)
     try:
         return _execute(cfg, cfg_yaml, out_dir, resume, log)
@@ -283,13 +289,27 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
         raise
 
 
+def preflight(cfg: DictConfig) -> None:
+    """The checks a configuration can fail without data or a folder (backbone name and input
+    size, device, PNL's k): made before the output folder is looked at, so that a bad option
+    is named first, whatever the folder holds."""
+    from pnl_da.engine.evaluate import task_section
+    from pnl_da.methods.pnl import check_k
+    from pnl_da.models.factory import check_backbone_name
+
+    check_backbone_name(cfg.backbone.name)
+    check_input_size(cfg.backbone.name, cfg.data.image_size)
+    resolve_device(cfg.trainer.device)
+    if "k" in cfg.method and "selection" in cfg.method:
+        check_k(cfg.method, int(task_section(cfg).num_classes))
+
+
 def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -> dict:
     if resume:
         done = finished_result(out_dir, cfg_yaml)
         if done is not None:
             log(f"{out_dir} is already finished; nothing to do")
             return done
-    check_input_size(cfg.backbone.name, cfg.data.image_size)
     check_weights_available(cfg.backbone)
     ssl = "dataset" in cfg  # a semi-supervised run (pnl_da/engine/ssl_run.py)
     if ssl:

@@ -51,6 +51,15 @@ def head_diversity(weight_a: torch.Tensor, weight_b: torch.Tensor) -> torch.Tens
     return (F.normalize(weight_a, dim=1) @ F.normalize(weight_b, dim=1).T).abs().mean()
 
 
+def check_k(cfg, num_classes: int) -> None:
+    """k distinct negatives besides the generator's argmax: at most C-1 exist (random
+    selection with replacement draws k times and may repeat a class)."""
+    if cfg.k > num_classes - 1 and not (cfg.selection == "random" and cfg.replacement):
+        raise UsageError(f"method.k={cfg.k} but the data have {num_classes} classes, so at "
+                         f"most {num_classes - 1} can be negatives besides the argmax; use "
+                         f"method.k={num_classes - 1} (every other class) or less")
+
+
 class PNL(Method):
     name = "pnl"
     summary = ("PNL: two heads teach each other pseudo-negative labels on target images, "
@@ -62,11 +71,7 @@ class PNL(Method):
         super().__init__(cfg, model, num_classes)
         if getattr(model, "prediction_heads", len(model.heads)) != 2:
             raise UsageError("PNL needs two classifier heads; leave method.heads at 2")
-        if cfg.k > num_classes - 1 and not (cfg.selection == "random" and cfg.replacement):
-            # k distinct classes besides the generator's argmax: at most C-1 exist
-            raise UsageError(f"method.k={cfg.k} but the data have {num_classes} classes, so at "
-                             f"most {num_classes - 1} can be negatives besides the argmax; use "
-                             f"method.k={num_classes - 1} (every other class) or less")
+        check_k(cfg, num_classes)
         self.generator: torch.Generator | None = None  # set by the trainer, checkpointed
         # one running class distribution per generator head (each submodel has its own bias)
         self.dist_align = (nn.ModuleList(DistributionAlignment(num_classes) for _ in range(2))

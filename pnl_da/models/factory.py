@@ -69,14 +69,22 @@ def check_weights_available(backbone_cfg) -> None:
                         "or backbone.pretrained=false")
 
 
+def check_backbone_name(name: str) -> None:
+    """One of ours or a timm model name (checked before anything is built or written)."""
+    import timm
+
+    if name in LOCAL_BACKBONES:
+        return
+    if not timm.list_models(name) and name not in timm.list_models(pretrained=True):
+        raise UsageError(f"unknown backbone '{name}'; use {', '.join(LOCAL_BACKBONES)} or a timm "
+                         "model name (see `pnl-da list backbones`)")
+
+
 def _create_timm(name: str, channels: int, pretrained: bool,
                  weights: str | None) -> tuple[nn.Module, int]:
     import timm
 
-    if not timm.list_models(name) and name not in timm.list_models(pretrained=True):
-        raise UsageError(f"unknown backbone '{name}'; use {', '.join(LOCAL_BACKBONES)} or a timm "
-                         "model name "
-                         "(see `pnl-da list backbones`)")
+    check_backbone_name(name)
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
