@@ -60,6 +60,8 @@ def _data_root_override(data_root: str | None, overrides: list[str]) -> list[str
 
 
 def _out_dir(arg: str | None, default: Path) -> Path:
+    if arg is not None and not arg.strip():  # `--out "$UNSET_VAR"` must not mean the default
+        raise UsageError("--out is empty; give a folder, or leave --out out for the default")
     return Path(arg).expanduser() if arg else default
 
 

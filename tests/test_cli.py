@@ -80,6 +80,7 @@ def assert_one_line_error(code, err, expected_code, *fragments):
     (["run", "digits", "uci->ms", "benchmark.num_classes=12"], 2, ["benchmark.num_classes=12"]),
     (["compare", "digits", "uci->ms", "benchmark.target=uci"], 2, ["would change the task"]),
     (["compare", "digits", "uci->ms", "--seeds="], 2, ["--seeds"]),
+    (["ssl", "mnist-sample", "--labels", "20", "--out", ""], 2, ["--out is empty"]),
     (["compare", "digits", "uci->ms", "--methods=,"], 2, ["names no method"]),
 ])
 def test_usage_errors(capsys, tmp_path, argv, code, fragments):
