@@ -130,9 +130,14 @@ def test_finished_run_is_never_overwritten_and_can_be_evaluated(capsys, tmp_path
     for name in ("config.yaml", "env.json", "metrics.jsonl", "checkpoints/last.pt"):
         assert (out / name).is_file(), name
     before = _digest(out)
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out",
+                           str(out), *FAST)
+    assert_one_line_error(code, err, 2, "already holds a finished run")
+    # another configuration is named, not passed off as "its result.json has the numbers"
     code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=dann", "--out", str(out),
                            *FAST)
-    assert_one_line_error(code, err, 2, "already holds a finished run")
+    assert_one_line_error(code, err, 2, "holds a run of another configuration",
+                          "method.name: 'source_only' in the run, 'dann' now")
     assert _digest(out) == before
 
     code, stdout, err = run_cli(capsys, "evaluate", str(out))

@@ -36,6 +36,17 @@ def test_run_office31_a_to_w_end_to_end(office, tmp_path, capsys, method):
     assert 0 <= result["metrics"]["accuracy"] <= 100
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4] and "data_wait_fraction" in records[0]
+    assert "skipped_images" not in result
+
+
+def test_result_json_counts_the_images_a_run_was_allowed_to_skip(office, tmp_path, capsys):
+    bad = office / "office31/webcam/images/bike/frame_0001.jpg"
+    bad.write_bytes(bad.read_bytes()[:300])
+    out = tmp_path / "run"
+    code = main(["run", "office31", "A->W", "method=dann", "data.skip_bad_images=true",
+                 "--data-root", str(office), "--out", str(out), *TINY])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((out / "result.json").read_text())["skipped_images"] == {"webcam": 1}
 
 
 def test_missing_office31_names_the_download_command(tmp_path, capsys):
@@ -96,6 +107,25 @@ def test_truncated_jpeg_is_named_or_skipped_and_counted(office):
     decoded = load_or_build(base, images, "amazon", 20, office / "cache2", skip_bad=True,
                             log=lambda m: None)
     assert len(decoded.labels) == 11 and decoded.skipped == ["amazon/images/bike/frame_0001.jpg"]
+
+
+def test_a_cache_that_skipped_images_serves_only_runs_that_allow_it_while_they_stay_bad(office):
+    base = office / "office31"
+    bad = base / "amazon/images/bike/frame_0001.jpg"
+    good = bad.read_bytes()
+    bad.write_bytes(good[:300])
+    images = read_image_list(base / "image_list/amazon.txt", 31)
+    cache, quiet = office / "cache", (lambda m: None)
+    assert len(load_or_build(base, images, "amazon", 20, cache, skip_bad=True,
+                             log=quiet).labels) == 11
+    with pytest.raises(DataError, match="frame_0001.jpg"):  # not silently 11 images
+        load_or_build(base, images, "amazon", 20, cache, log=quiet)
+    logged = []
+    again = load_or_build(base, images, "amazon", 20, cache, skip_bad=True, log=logged.append)
+    assert len(again.labels) == 11 and "skipped 1 unreadable images" in logged[0]
+    bad.write_bytes(good)  # mended: decoded again, all 12 images
+    mended = load_or_build(base, images, "amazon", 20, cache, skip_bad=True, log=quiet)
+    assert len(mended.labels) == 12 and mended.skipped == []
 
 
 def test_cache_gives_direct_decoding_pixels_and_is_rebuilt_when_the_list_changes(office):

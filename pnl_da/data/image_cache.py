@@ -77,6 +77,16 @@ def cache_key(images: ImageList, size: int) -> str:
     return digest.hexdigest()[:16]
 
 
+def _still_unreadable(base: Path, paths: list[str], size: int) -> bool:
+    for path in paths:
+        try:
+            decode(base / path, size)
+        except Exception:  # noqa: BLE001 - any failure to decode is "unreadable"
+            continue
+        return False
+    return True
+
+
 def load_or_build(base: Path, images: ImageList, name: str, size: int, cache_dir: Path,
                   skip_bad: bool = False, workers: int = 4, log=print) -> DecodedImages:
     """The decoded domain from ``cache_dir``, building it first if the list or size changed."""
@@ -85,9 +95,15 @@ def load_or_build(base: Path, images: ImageList, name: str, size: int, cache_dir
     meta_file = data_file.with_suffix(".json")
     if data_file.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
-        array = np.memmap(data_file, dtype=np.uint8, mode="r",
-                          shape=(meta["count"], size, size, 3))
-        return DecodedImages(array, meta["labels"], meta["skipped"], data_file)
+        if not meta["skipped"] or (skip_bad and _still_unreadable(base, meta["skipped"], size)):
+            array = np.memmap(data_file, dtype=np.uint8, mode="r",
+                              shape=(meta["count"], size, size, 3))
+            if meta["skipped"]:
+                log(f"skipped {len(meta['skipped'])} unreadable images of {name} (as when its "
+                    f"cache was built), e.g. {meta['skipped'][0]}")
+            return DecodedImages(array, meta["labels"], meta["skipped"], data_file)
+        # A cache that left images out serves only a run that allows it, and only while those
+        # files are still unreadable: otherwise decode again (and fail on a bad file).
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -127,6 +127,10 @@ def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
                          "is not a pnl-da run (or its config.yaml was deleted); choose another "
                          "--out")
     if has_run and not resume:
+        diff = saved_run_difference(out_dir, cfg_yaml)
+        if diff:  # the default folder names method and seed, not every option
+            raise UsageError(f"output folder {out_dir} already holds a run of another "
+                             f"configuration ({diff}); pass --out with a folder for this one")
         state = "a finished run" if (out_dir / RESULT).exists() else "an unfinished run"
         hint = ("pass --resume to continue it" if state == "an unfinished run"
                 else "its result.json has the numbers")
@@ -347,5 +351,10 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
     else:
         result = summarize(cfg, evaluation, wall_time, summary,
                            trainer.total_steps)
+    skipped = {d.name: len(d.decoded.skipped) for d in (data.source, data.target_train,
+                                                         data.target_eval)
+               if getattr(getattr(d, "decoded", None), "skipped", None)}
+    if skipped:  # data.skip_bad_images left these out: the numbers are on fewer images
+        result["skipped_images"] = skipped
     write_json(out_dir / RESULT, result)
     return result
