@@ -70,6 +70,19 @@ def test_list_built_from_class_folders_when_missing(tmp_path):
     assert len(data) == 12 and sorted(set(data.images.labels)) == [0, 1, 2]
 
 
+def test_class_folders_the_benchmark_does_not_know_are_named_not_dropped(tmp_path):
+    base = make_office31(tmp_path, lists=False)
+    (base / "webcam/images/Calculator").mkdir()  # office31's class is "calculator"
+    (base / "webcam/images/.thumbnails").mkdir()  # hidden folders are no classes
+    with pytest.raises(DataError, match="does not know: Calculator; rename"):
+        OFFICE31.domain("webcam").load(str(tmp_path), "all")
+
+
+def test_a_data_root_that_is_the_benchmark_folder_itself_points_to_its_parent(office):
+    with pytest.raises(DataError, match=f"pass the folder that holds it: --data-root {office}$"):
+        OFFICE31.domain("amazon").load(str(office / "office31"), "all")
+
+
 def test_paths_with_spaces_and_label_range(tmp_path):
     rng = np.random.default_rng(0)
     write_jpeg(tmp_path / "my domain/cls a/img 1.jpg", rng, (40, 50))
@@ -172,6 +185,13 @@ def test_pretrained_weights_from_a_local_file_are_loaded(tmp_path, suffix):
     net, width = create_backbone("test_resnet", 3, 32, pretrained=True, weights=str(path))
     assert width == reference.num_features
     assert all(torch.all(p == 0.125) for p in net.parameters())
+    # another architecture's weights: a data error naming the file, not torch's message
+    with pytest.raises(DataError, match=f"backbone.weights {path} cannot be loaded into "
+                                        "'resnet18'"):
+        create_backbone("resnet18", 3, 32, pretrained=True, weights=str(path))
+    # a ViT is loaded non-strictly by timm: the mismatch must not leave a random network
+    with pytest.raises(DataError, match="tensors of 'test_vit': it is another architecture's"):
+        create_backbone("test_vit", 3, 32, pretrained=True, weights=str(path))
 
 
 def test_mean_class_accuracy_matches_a_hand_computed_confusion_matrix():

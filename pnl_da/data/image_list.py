@@ -59,6 +59,13 @@ def write_image_list(path: Path, image_list: ImageList) -> None:
 def list_from_folders(base: Path, domain_dir: str, classes: tuple[str, ...]) -> ImageList:
     """Build a list from ``base/domain_dir/<class>/*`` with the benchmark's label order."""
     root = base / domain_dir
+    folders = [d.name for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    unknown = sorted(f for f in folders if f not in set(classes) and not f.startswith("."))
+    if unknown:  # a misnamed class folder would quietly shrink the domain
+        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3
+                                          else "")
+        raise DataError(f"{root} has class folders the benchmark does not know: {shown}; "
+                        f"rename them to its class names (e.g. {classes[0]}) or move them out")
     paths, labels = [], []
     for label, name in enumerate(classes):
         folder = root / name

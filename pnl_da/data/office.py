@@ -75,6 +75,10 @@ def _image_list_loader(benchmark: str, folder: str, list_name: str, image_dir: s
             images = read_image_list(list_file, len(classes))
         elif (base / image_dir).is_dir():
             images = list_from_folders(base, image_dir, classes)
+        elif Path(root).name == folder and (Path(root) / "image_list").is_dir():
+            # tllib's scripts take the benchmark folder itself (dann.py data/office31)
+            raise DataError(f"--data-root {root} is the {benchmark} folder itself; pass the "
+                            f"folder that holds it: --data-root {Path(root).parent}")
         else:
             raise DataError(
                 f"{benchmark} domain '{list_name}' not found: expected {list_file} (tllib "

@@ -80,6 +80,35 @@ def check_backbone_name(name: str) -> None:
                          "model name (see `pnl-da list backbones`)")
 
 
+def _weight_names(path: Path) -> set[str]:
+    """The tensor names in a weights file (unwrapping {"state_dict": ...} and DDP's
+    ``module.`` prefix, as timm's loader does)."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            return set(handle.keys())
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
+    return {k.removeprefix("module.") for k in state} if isinstance(state, dict) else set()
+
+
+def _check_weights_cover(net: nn.Module, path: Path, name: str) -> None:
+    """timm loads some architectures (ViTs) non-strictly: a file of another architecture then
+    loads nothing and leaves a random network. Refuse a file that names under half of the
+    network's tensors."""
+    wanted = set(net.state_dict())
+    found = len(wanted & _weight_names(path))
+    if found < len(wanted) / 2:
+        raise DataError(f"backbone.weights {path} holds {found} of the {len(wanted)} tensors of "
+                        f"'{name}': it is another architecture's; give a weights file of {name}")
+
+
 def _create_timm(name: str, channels: int, pretrained: bool,
                  weights: str | None) -> tuple[nn.Module, int]:
     import timm
@@ -90,8 +119,15 @@ def _create_timm(name: str, channels: int, pretrained: bool,
         if not path.is_file():
             raise DataError(f"backbone weights file not found: {path}; "
                             "set backbone.weights to an existing .safetensors or .pth file")
-        net = timm.create_model(name, pretrained=True, num_classes=0, in_chans=channels,
-                                pretrained_cfg_overlay={"file": str(path)})
+        try:
+            net = timm.create_model(name, pretrained=True, num_classes=0, in_chans=channels,
+                                    pretrained_cfg_overlay={"file": str(path)})
+        except Exception as exc:  # another architecture's weights, a corrupt file, ...
+            first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
+            raise DataError(f"backbone.weights {path} cannot be loaded into '{name}' "
+                            f"({type(exc).__name__}: {first}); give a weights file of {name}, "
+                            "or the backbone.name those weights belong to") from exc
+        _check_weights_cover(net, path, name)
     elif pretrained:
         try:
             net = timm.create_model(name, pretrained=True, num_classes=0, in_chans=channels)
