@@ -235,10 +235,12 @@ def cmd_compare(args) -> int:
         results.append(result)
     rows = aggregate(results, methods)
     cfg0 = plans[0][2]
+    headline = results[0].get("headline", "accuracy") if results else "accuracy"
+    options = f", {' '.join(args.overrides)}" if args.overrides else ""  # the variant run
     title = (f"{cfg0.benchmark.name} {cfg0.benchmark.source}->{cfg0.benchmark.target}, "
-             f"{cfg0.backbone.name}, {cfg0.trainer.steps} steps, "
-             "target accuracy of the final model")
-    table = to_markdown(rows, title)
+             f"{cfg0.backbone.name}, {cfg0.trainer.steps} steps{options}, "
+             f"target {headline.replace('_', ' ')} of the final model")
+    table = to_markdown(rows, title, headline)
     write_text(out_root / "comparison.md", table)
     write_text(out_root / "comparison.csv", to_csv(rows))
     print(table, end="")

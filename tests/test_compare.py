@@ -77,5 +77,11 @@ def test_one_seed_has_no_spread_in_the_tables():
     table = to_markdown(rows, "t")
     assert "| dann | 57.90 (one seed) | 55.00 (one seed) |" in table
     assert "| pnl | 61.00 ± 1.41 | 58.50 ± 0.71 | 0,1 | 60.00, 62.00 |" in table
+    # VisDA-2017 reports mean class accuracy: it comes first, and per seed
+    visda = to_markdown(rows, "t", "mean_class_accuracy")
+    assert "| method | mean class accuracy (%) | accuracy (%) | seeds | per seed (mean class " \
+           "accuracy) |" in visda
+    assert "| pnl | 58.50 ± 0.71 | 61.00 ± 1.41 | 0,1 | 58.00, 59.00 |" in visda
+    assert to_csv(rows).splitlines()[2].endswith(",60.000 62.000,58.000 59.000")
     dann_csv = to_csv(rows).splitlines()[1].split(",")
     assert dann_csv[:5] == ["dann", "57.900", "", "55.000", ""]

@@ -46,14 +46,22 @@ def _mean_pm_std(mean: float, std: float | None) -> str:
     return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f} (one seed)"
 
 
-def to_markdown(rows: list[Row], title: str) -> str:
+def to_markdown(rows: list[Row], title: str, headline: str = "accuracy") -> str:
+    """The headline metric first (VisDA-2017's is mean class accuracy), its values per seed."""
+    first_mca = headline == "mean_class_accuracy"
+    names = ["accuracy (%)", "mean class accuracy (%)"]
+    if first_mca:
+        names.reverse()
     lines = [f"### {title}", "",
-             "| method | accuracy (%) | mean class accuracy (%) | seeds | per seed |",
+             f"| method | {names[0]} | {names[1]} | seeds | per seed ({names[0][:-4]}) |",
              "|---|---|---|---|---|"]
     for row in rows:
-        (am, asd), (mm, msd) = row.acc, row.mca
-        per_seed = ", ".join(f"{a:.2f}" for a in row.accuracy)
-        lines.append(f"| {row.method} | {_mean_pm_std(am, asd)} | {_mean_pm_std(mm, msd)} | "
+        cells = [_mean_pm_std(*row.acc), _mean_pm_std(*row.mca)]
+        values = row.mean_class_accuracy if first_mca else row.accuracy
+        if first_mca:
+            cells.reverse()
+        per_seed = ", ".join(f"{a:.2f}" for a in values)
+        lines.append(f"| {row.method} | {cells[0]} | {cells[1]} | "
                      f"{','.join(map(str, row.seeds))} | {per_seed} |")
     return "\n".join(lines) + "\n"
 
@@ -62,11 +70,13 @@ def to_csv(rows: list[Row]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["method", "accuracy_mean", "accuracy_std", "mean_class_accuracy_mean",
-                     "mean_class_accuracy_std", "n", "seeds", "accuracy_per_seed"])
+                     "mean_class_accuracy_std", "n", "seeds", "accuracy_per_seed",
+                     "mean_class_accuracy_per_seed"])
     for row in rows:
         (am, asd), (mm, msd) = row.acc, row.mca
         writer.writerow([row.method, f"{am:.3f}", "" if asd is None else f"{asd:.3f}",
                          f"{mm:.3f}", "" if msd is None else f"{msd:.3f}",
                          len(row.seeds), " ".join(map(str, row.seeds)),
-                         " ".join(f"{a:.3f}" for a in row.accuracy)])
+                         " ".join(f"{a:.3f}" for a in row.accuracy),
+                         " ".join(f"{a:.3f}" for a in row.mean_class_accuracy)])
     return out.getvalue()
