@@ -265,3 +265,14 @@ def test_two_domains_with_different_class_counts_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 3 and "3 classes" in err and "2" in err and err.count("\n") == 1
     assert not (tmp_path / "o" / "config.yaml").exists()
+
+
+def test_a_timm_network_of_fixed_input_size_refuses_another_before_any_file(office, tmp_path,
+                                                                            capsys):
+    out = tmp_path / "run"
+    code = main(["run", "office31", "A->W", "--data-root", str(office), "--out", str(out),
+                 *TINY, "backbone.name=vit_tiny_patch16_224", "data.image_size=64"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "backbone 'vit_tiny_patch16_224' cannot take 64x64 images" in err
+    assert "data.image_size=224" in err and not out.exists()

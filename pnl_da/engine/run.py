@@ -299,10 +299,11 @@ def preflight(cfg: DictConfig) -> None:
     is named first, whatever the folder holds."""
     from pnl_da.engine.evaluate import task_section
     from pnl_da.methods.pnl import check_k
-    from pnl_da.models.factory import check_backbone_name
+    from pnl_da.models.factory import check_backbone_name, check_timm_input_size
 
     check_backbone_name(cfg.backbone.name)
     check_input_size(cfg.backbone.name, cfg.data.image_size)
+    check_timm_input_size(cfg.backbone.name, int(cfg.backbone.channels), int(cfg.data.image_size))
     resolve_device(cfg.trainer.device)
     if "k" in cfg.method and "selection" in cfg.method:
         check_k(cfg.method, int(task_section(cfg).num_classes))

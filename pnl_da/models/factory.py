@@ -69,6 +69,32 @@ def check_weights_available(backbone_cfg) -> None:
                         "or backbone.pretrained=false")
 
 
+def check_timm_input_size(name: str, channels: int, image_size: int) -> None:
+    """A timm network of fixed input size (a ViT's patch grid) refuses another size at its
+    first forward pass, after the run folder is written. Built and run on the "meta" device
+    (shapes only, no memory, a fraction of a second), it refuses it here. Only the network's
+    own size assertion counts: any other failure on "meta" is left to the real run."""
+    import timm
+    import torch
+
+    if name in LOCAL_BACKBONES:
+        return
+    with torch.device("meta"):
+        try:
+            net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=channels)
+        except Exception:  # noqa: BLE001 - cannot be built on "meta": left to the real run
+            return
+        try:
+            net(torch.empty(1, channels, image_size, image_size))
+        except AssertionError as exc:
+            size = (net.pretrained_cfg or {}).get("input_size", (0, 0, 0))[-1]
+            reason = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else "assertion"
+            raise UsageError(f"backbone '{name}' cannot take {image_size}x{image_size} images "
+                             f"({reason}); set data.image_size={size}") from None
+        except Exception:  # noqa: BLE001 - an op without a meta kernel: not this check's call
+            pass
+
+
 def check_backbone_name(name: str) -> None:
     """One of ours or a timm model name (checked before anything is built or written)."""
     import timm
