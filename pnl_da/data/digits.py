@@ -99,20 +99,18 @@ def _torchvision(kind: str, root: str, split: str, hint: str | None = None) -> D
         return _from_numpy(ds.data, ds.labels, kind, split)
     except (RuntimeError, OSError, EOFError, ValueError, AssertionError) as exc:
         # torchvision asserts on an idx file's header: a corrupt or truncated file
+        command = hint or f"pnl-da download digits --data-root {root}"
         missing = _missing_mnist_files(root) if kind == "mnist" else []
         if kind == "mnist" and not missing:
             raise DataError(f"the MNIST files under {Path(root) / 'MNIST' / 'raw'} are corrupt "
-                            "or truncated; delete them and run `"
-                            f"{hint or f'pnl-da download digits --data-root {root}'}`, or place "
-                            "intact copies there") from exc
+                            f"or truncated; delete them and run `{command}`, or place intact "
+                            "copies there") from exc
         if missing:
             raise DataError(f"mnist not found under {root}: missing {', '.join(missing)}; run "
-                            f"`{hint or f'pnl-da download digits --data-root {root}'}` "
-                            "or place the files there") from exc
+                            f"`{command}` or place the files there") from exc
         raise DataError(f"{kind} ({split}) not found or unreadable under {root}: expected "
-                        f"{EXPECTED_FILES[kind]}; run "
-                        f"`{hint or f'pnl-da download digits --data-root {root}'}` "
-                        "or place the files there") from exc
+                        f"{EXPECTED_FILES[kind]}; run `{command}` or place the files there"
+                        ) from exc
 
 
 EXPECTED_FILES = {

@@ -88,10 +88,8 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     heads = result["heads"]
     predict, chosen, _ = chosen_prediction(result, cfg.method.predict)
     # semi-supervised runs name what each head is (Mean Teacher: a is the teacher)
-    names = prediction_names(cfg.method.name, heads) if ssl else {}
-    if ssl and cfg.method.get("eval_ema"):  # the run scored an EMA of its weights
-        names = {h: f"{n}, EMA of the weights (decay {cfg.method.eval_ema})"
-                 for h, n in names.items()}
+    names = (prediction_names(cfg.method.name, heads, cfg.method.get("eval_ema", 0.0))
+             if ssl else {})
     lines = [f"{run_dir}: {cfg.method.name} on {source.name} ({data.split}, {len(data)} images)"]
     for name, s in heads.items():
         what = f" ({names[name]})" if name in names else ""

@@ -10,7 +10,6 @@ import json
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -286,10 +285,9 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
     except Exception:
         # a failure before anything was written (bad data, most often): leave no empty
         # folder behind
-        for folder in created:
-            if not folder.is_dir() or any(folder.iterdir()):
-                break
-            folder.rmdir()
+        from pnl_da.data.download import remove_empty_folders
+
+        remove_empty_folders(created)
         raise
 
 
@@ -325,7 +323,6 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
             ssl_run.check_saved_split(out_dir, split)
     else:
         data = load_run_data(cfg)
-    started = time.perf_counter()
     trainer = Trainer(cfg, data, out_dir)
     resumed = resume and trainer.resume()
     if not resumed:
@@ -340,8 +337,7 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
     elif resume:
         log(f"{out_dir} has no checkpoint to resume: starting the run")
     summary = trainer.fit()
-    # a resumed run counts its earlier segments too (up to the checkpoint it went on from)
-    wall_time = trainer.earlier_wall_time + time.perf_counter() - started
+    wall_time = trainer.wall_time()  # a resumed run's includes its earlier segments
     evaluation = summary["evaluation"]
     confusion = evaluation["confusion"][chosen_prediction(evaluation, cfg.method.predict)[0]]
     class_names = () if ssl else get_benchmark(cfg.benchmark.name).class_names

@@ -92,20 +92,24 @@ def oracle_best(metrics_path: Path, head: str) -> dict | None:
     return {"step": best["step"], "error": round(100 - best["accuracy"], 3)}
 
 
-def prediction_names(method: str, heads: dict) -> dict[str, str]:
+def prediction_names(method: str, heads: dict, eval_ema: float = 0.0) -> dict[str, str]:
     """What each evaluated prediction of a semi-supervised run is (result.json's
-    ``prediction_is``)."""
+    ``prediction_is``, evaluate's report); ``eval_ema``: the run scores an EMA of its weights."""
     if method == "mean_teacher":
-        return {"a": "teacher (EMA)", "b": "student", "mean": "mean of both softmaxes"}
-    if len(heads) == 2:  # one head: "a" and "mean" are the same model
-        return {"a": "the model", "mean": "the model"}
-    return {"a": "submodel A", "b": "submodel B", "mean": "mean of both softmaxes"}
+        names = {"a": "teacher (EMA)", "b": "student", "mean": "mean of both softmaxes"}
+    elif len(heads) == 2:  # one head: "a" and "mean" are the same model
+        names = {"a": "the model", "mean": "the model"}
+    else:
+        names = {"a": "submodel A", "b": "submodel B", "mean": "mean of both softmaxes"}
+    if eval_ema:
+        names = {h: f"{n}, EMA of the weights (decay {eval_ema})" for h, n in names.items()}
+    return names
 
 
 def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
                   out_dir: Path, steps: int) -> dict:
     predict, chosen, heads = chosen_prediction(evaluation, cfg.method.predict)
-    names = prediction_names(cfg.method.name, heads)
+    names = prediction_names(cfg.method.name, heads, cfg.method.eval_ema)
     return {
         "dataset": cfg.dataset.name, "labels": int(cfg.dataset.labels),
         "split_seed": split_seed(cfg),
@@ -113,8 +117,7 @@ def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict
         "metrics": headline_metrics(chosen, error=True),
         "headline": "error",
         "prediction": predict,
-        "prediction_is": names.get(predict, predict) + (
-            f", EMA of the weights (decay {cfg.method.eval_ema})" if cfg.method.eval_ema else ""),
+        "prediction_is": names.get(predict, predict),
         "heads": {h: {**s, "error": round(100 - s["accuracy"], 3)} for h, s in heads.items()},
         "oracle_best_test_error": oracle_best(out_dir / METRICS, predict),
         "wall_time_s": round(wall_time, 2),

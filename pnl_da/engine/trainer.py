@@ -102,6 +102,10 @@ def metrics_records(path: Path) -> list[tuple[str, dict]]:
 
 class Trainer:
     def __init__(self, cfg: DictConfig, data: RunData, run_dir: Path | None = None):
+        # this segment's clock starts with the trainer (model building included); a resumed
+        # run adds the wall time of its earlier segments, up to the checkpoint it resumed from
+        self._segment_start = time.perf_counter()
+        self.earlier_wall_time = 0.0
         self.cfg, self.data = cfg, data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
@@ -156,9 +160,6 @@ class Trainer:
                                   tcfg.unlabeled_batch_size or tcfg.batch_size)
         self.total_steps = total_steps(tcfg, len(data.source) + len(data.target_train))
         self.step = 0
-        # wall time of earlier segments of a resumed run, up to the checkpoint it resumed from
-        self.earlier_wall_time = 0.0
-        self._segment_start = time.perf_counter()
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed
         self.data_time = 0.0  # seconds spent producing batches (on GPU: launching the work)
 
@@ -252,7 +253,6 @@ class Trainer:
                              f"{len(self.optimizers)}; resume with the run's own settings")
         self.step = state["step"]
         self.earlier_wall_time = float(state.get("wall_time_s", 0.0))  # older checkpoints: 0
-        self._segment_start = time.perf_counter()
         self.method.load_state_dict(state["method"])
         for optimizer, optimizer_state in zip(self.optimizers, saved):
             optimizer.load_state_dict(optimizer_state)

@@ -48,21 +48,19 @@ def _mean_pm_std(mean: float, std: float | None) -> str:
 
 def to_markdown(rows: list[Row], title: str, headline: str = "accuracy") -> str:
     """The headline metric first (VisDA-2017's is mean class accuracy), its values per seed."""
-    first_mca = headline == "mean_class_accuracy"
-    names = ["accuracy (%)", "mean class accuracy (%)"]
-    if first_mca:
-        names.reverse()
+    first, second = (("mean_class_accuracy", "accuracy") if headline == "mean_class_accuracy"
+                     else ("accuracy", "mean_class_accuracy"))
+    label = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
     lines = [f"### {title}", "",
-             f"| method | {names[0]} | {names[1]} | seeds | per seed ({names[0][:-4]}) |",
+             f"| method | {label[first]} (%) | {label[second]} (%) | seeds | per seed "
+             f"({label[first]}) |",
              "|---|---|---|---|---|"]
     for row in rows:
-        cells = [_mean_pm_std(*row.acc), _mean_pm_std(*row.mca)]
-        values = row.mean_class_accuracy if first_mca else row.accuracy
-        if first_mca:
-            cells.reverse()
-        per_seed = ", ".join(f"{a:.2f}" for a in values)
-        lines.append(f"| {row.method} | {cells[0]} | {cells[1]} | "
-                     f"{','.join(map(str, row.seeds))} | {per_seed} |")
+        stats = {"accuracy": row.acc, "mean_class_accuracy": row.mca}
+        per_seed = ", ".join(f"{a:.2f}" for a in getattr(row, first))
+        lines.append(f"| {row.method} | {_mean_pm_std(*stats[first])} | "
+                     f"{_mean_pm_std(*stats[second])} | {','.join(map(str, row.seeds))} | "
+                     f"{per_seed} |")
     return "\n".join(lines) + "\n"
 
 
