@@ -444,9 +444,9 @@ def test_result_json_errors_are_the_final_networks_mistakes_on_the_holdout(tmp_p
     errors = {h: 100 * (p != test.labels).double().mean().item() for h, p in predictions.items()}
     assert len(test) == 999 and len(set(errors.values())) > 1  # the heads differ here
     for head, error in errors.items():
-        assert result["heads"][head]["error"] == pytest.approx(error, abs=1e-3), head
+        assert result["heads"][head]["error"] == pytest.approx(error, abs=1e-9), head
     assert result["prediction"] == "mean"
-    assert result["metrics"]["error"] == pytest.approx(errors["mean"], abs=1e-3)
+    assert result["metrics"]["error"] == pytest.approx(errors["mean"], abs=1e-9)
 
 
 def test_result_json_oracle_figure_follows_the_reported_prediction(tmp_path):
@@ -553,7 +553,7 @@ def test_oracle_best_is_the_step_with_the_highest_test_accuracy_of_the_reported_
     for head in ("a", "b", "mean"):
         best = max(records, key=lambda r: r["accuracy"][head])
         assert oracle_best(path, head) == {"step": best["step"],
-                                           "error": round(100 - best["accuracy"][head], 3)}
+                                           "error": 100 - best["accuracy"][head]}
     single = [{**r, "accuracy": {"mean": r["accuracy"]["mean"]}} for r in records]
     path.write_text("".join(json.dumps(r) + "\n" for r in single))  # a one-head run
     best = max(records, key=lambda r: r["accuracy"]["mean"])

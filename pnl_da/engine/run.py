@@ -230,21 +230,23 @@ def environment(device: str) -> dict:
 
 
 def chosen_prediction(evaluation: dict, predict: str) -> tuple[str, dict, dict]:
-    """(prediction used, its scores, every head's scores rounded): the configured prediction
-    when the model has it, else the mean of the heads."""
+    """(prediction used, its scores, every head's scores): the configured prediction when the
+    model has it, else the mean of the heads."""
     heads = evaluation["heads"]
     name = predict if predict in heads else "mean"
-    rounded = {h: {k: round(v, 3) for k, v in s.items()} for h, s in heads.items()}
-    return name, heads[name], rounded
+    return name, heads[name], heads
 
 
 def headline_metrics(scores: dict, error: bool = False) -> dict:
-    """The reported metrics of one prediction: accuracy and mean class accuracy, rounded, and
-    with ``error`` the test error (semi-supervised runs report it)."""
-    metrics = {"accuracy": round(scores["accuracy"], 3),
-               "mean_class_accuracy": round(scores["mean_class_accuracy"], 3)}
+    """The reported metrics of one prediction: accuracy and mean class accuracy, and with
+    ``error`` the test error (semi-supervised runs report it). Stored unrounded: every table
+    and message rounds once, when it shows a number, so result.json, the run's summary line
+    and ``evaluate`` always show the same digits (rounding 11.2651 to 11.265 first showed
+    11.26 beside evaluate's 11.27)."""
+    metrics = {"accuracy": scores["accuracy"],
+               "mean_class_accuracy": scores["mean_class_accuracy"]}
     if error:
-        metrics["error"] = round(100 - scores["accuracy"], 3)
+        metrics["error"] = 100 - scores["accuracy"]
     return metrics
 
 

@@ -89,7 +89,7 @@ def oracle_best(metrics_path: Path, head: str) -> dict | None:
             best = {"step": record["step"], "accuracy": acc}
     if best is None:
         return None
-    return {"step": best["step"], "error": round(100 - best["accuracy"], 3)}
+    return {"step": best["step"], "error": 100 - best["accuracy"]}
 
 
 def prediction_names(method: str, heads: dict, eval_ema: float = 0.0) -> dict[str, str]:
@@ -118,7 +118,7 @@ def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict
         "headline": "error",
         "prediction": predict,
         "prediction_is": names.get(predict, predict),
-        "heads": {h: {**s, "error": round(100 - s["accuracy"], 3)} for h, s in heads.items()},
+        "heads": {h: {**s, "error": 100 - s["accuracy"]} for h, s in heads.items()},
         "oracle_best_test_error": oracle_best(out_dir / METRICS, predict),
         "wall_time_s": round(wall_time, 2),
         "train_steps_per_s": train_rate(fit),

@@ -350,9 +350,10 @@ class Trainer:
             "step": self.step,
             "lr": self.cfg.trainer.lr * self.lr_factor(self.step - 1),
             "losses": {k: round(v, 5) for k, v in losses.items()},
-            "accuracy": {h: round(s["accuracy"], 3) for h, s in heads.items()},
-            "mean_class_accuracy": {h: round(s["mean_class_accuracy"], 3)
-                                    for h, s in heads.items()},
+            # unrounded, like result.json: the oracle figure read from here must match the
+            # final model's when they are the same step
+            "accuracy": {h: s["accuracy"] for h, s in heads.items()},
+            "mean_class_accuracy": {h: s["mean_class_accuracy"] for h, s in heads.items()},
             "steps_per_s": round(count / window_s, 2) if window_s > 0 else None,
             "data_wait_fraction": round(self.data_time / window_s, 4) if window_s > 0 else None,
         }
