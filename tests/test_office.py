@@ -156,6 +156,22 @@ def test_cache_gives_direct_decoding_pixels_and_is_rebuilt_when_the_list_changes
     assert rebuilt.path != first.path and len(rebuilt.labels) == 6
 
 
+def test_cache_is_rebuilt_when_an_image_is_replaced_under_the_same_name(office):
+    base = office / "office31"
+    images = read_image_list(base / "image_list/amazon.txt", 31)
+    first = load_or_build(base, images, "amazon", 24, office / "cache", log=lambda m: None)
+    replaced = base / images.paths[3]
+    write_jpeg(replaced, np.random.default_rng(99), (40, 56))
+    logged = []
+    rebuilt = load_or_build(base, images, "amazon", 24, office / "cache", log=logged.append)
+    assert "changed since its cache was built" in logged[0]
+    assert np.array_equal(rebuilt.array[3], decode(replaced, 24))
+    assert not np.array_equal(rebuilt.array[3], first.array[3])  # not the old pixels
+    logged.clear()
+    load_or_build(base, images, "amazon", 24, office / "cache", log=logged.append)
+    assert logged == []  # unchanged since: reused without a word
+
+
 def test_pretrained_weights_offline_without_a_file_is_a_clear_error(office, tmp_path, capsys):
     args = [a for a in TINY if not a.startswith("backbone.pretrained")]
     code = main(["run", "office31", "A->W", "backbone.pretrained=true", "--data-root",
