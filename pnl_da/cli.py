@@ -76,11 +76,11 @@ def cmd_run(args) -> int:
 def _show_or_execute(cfg, args, default_out: Path) -> int:
     """``--show-config`` prints the resolved configuration; otherwise train it into --out (or
     ``default_out``) and print the result line."""
-    from pnl_da.config import to_yaml
+    from pnl_da.config import to_annotated_yaml
     from pnl_da.engine.run import execute
 
     if args.show_config:
-        print(to_yaml(cfg), end="")
+        print(to_annotated_yaml(cfg), end="")
         return 0
     out = _out_dir(args.out, default_out)
     result = execute(cfg, out, resume=args.resume, log=lambda m: print(m, file=sys.stderr))

@@ -577,3 +577,19 @@ def on_schema(saved: DictConfig) -> DictConfig:
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def to_annotated_yaml(cfg: DictConfig) -> str:
+    """``--show-config``'s view: the configuration with a comment on each method option that
+    changes nothing in it (CDAN's ``entropy`` under DANN), since setting one is refused. The
+    comments keep it valid YAML."""
+    inert = inert_options(cfg.method)
+    lines, in_method = [], False
+    for line in to_yaml(cfg).splitlines():
+        if not line.startswith(" "):
+            in_method = line == "method:"
+        key = line.strip().partition(":")[0]
+        if in_method and line.startswith("  ") and not line.startswith("   ") and key in inert:
+            line += f"  # inert: {inert[key]}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -569,3 +569,21 @@ def test_numbers_are_rounded_once_when_shown_so_every_output_agrees(capsys, tmp_
     _print_result(ssl, tmp_path)
     line = capsys.readouterr().out
     assert "test error 11.26% of the final model" in line, line
+
+
+def test_show_config_marks_the_options_that_change_nothing_and_stays_yaml(capsys):
+    """DANN's configuration lists CDAN's options (one schema for both), and setting one is
+    refused; --show-config says so beside each instead of offering them silently."""
+    from omegaconf import OmegaConf
+
+    code, out, _ = run_cli(capsys, "run", "digits", "uci->ms", "method=dann", "--show-config")
+    assert code == 0
+    method = {line.split(":")[0].strip(): line for line in
+              out.split("\nmethod:\n")[1].split("\ntrainer:")[0].splitlines()}
+    for key in ("entropy", "randomized", "randomized_dim"):
+        assert "# inert: it is an option of CDAN's conditioning" in method[key], method[key]
+    for key in ("trade_off", "disc_hidden", "grl_alpha", "name"):
+        assert "#" not in method[key], method[key]
+    assert OmegaConf.create(out).method.entropy is False  # comments keep it valid YAML
+    code, out, _ = run_cli(capsys, "run", "digits", "uci->ms", "method=cdan", "--show-config")
+    assert "entropy: false\n" in out and "randomized_dim: 1024  # inert" in out
