@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from pnl_da import __version__
-from pnl_da.errors import Interrupted, PnlError, UsageError
+from pnl_da.errors import Interrupted, PnlError, UsageError, first_line
 
 DEFAULT_METHODS = ("source_only", "dann", "cdan", "pnl")
 
@@ -473,9 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
             return 1
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"pnl-da: error: {type(exc).__name__}: {first} (rerun with --debug for the "
-              "traceback)", file=sys.stderr)
+        print(f"pnl-da: error: {type(exc).__name__}: {first_line(exc, None)} (rerun with "
+              "--debug for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -4,6 +4,15 @@ Exit codes follow the interface contract: 2 usage or configuration, 3 data, 1 an
 """
 
 
+def first_line(exc: BaseException, limit: int | None = 80) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters ("..." marks a
+    cut; None: uncut); "" when the message is empty. Library messages can run to pages, and an
+    error here is one line."""
+    lines = str(exc).strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    return line if limit is None or len(line) <= limit else line[:limit - 3] + "..."
+
+
 class PnlError(Exception):
     """An error whose message is already fit for a user: what went wrong and how to fix it."""
 

@@ -587,3 +587,13 @@ def test_show_config_marks_the_options_that_change_nothing_and_stays_yaml(capsys
     assert OmegaConf.create(out).method.entropy is False  # comments keep it valid YAML
     code, out, _ = run_cli(capsys, "run", "digits", "uci->ms", "method=cdan", "--show-config")
     assert "entropy: false\n" in out and "randomized_dim: 1024  # inert" in out
+
+
+def test_first_line_of_an_exception_is_one_line_cut_with_a_mark():
+    from pnl_da.errors import first_line
+
+    assert first_line(ValueError("")) == "" and first_line(ValueError("  \n ")) == ""
+    assert first_line(ValueError("\n  size mismatch  \n  page two")) == "size mismatch"
+    long = ValueError("x" * 120 + "\nmore")
+    assert first_line(long) == "x" * 77 + "..." and len(first_line(long, 60)) == 60
+    assert first_line(long, None) == "x" * 120

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pnl_da.data.image_list import ImageList
-from pnl_da.errors import DataError
+from pnl_da.errors import DataError, first_line
 
 
 @dataclass
@@ -139,7 +139,7 @@ def load_or_build(base: Path, images: ImageList, name: str, size: int, cache_dir
                 if not skip_bad:
                     tmp.unlink(missing_ok=True)
                     raise DataError(f"cannot read image {base / images.paths[i]} "
-                                    f"({type(result).__name__}: {str(result)[:60]}); fix or "
+                                    f"({type(result).__name__}: {first_line(result, 60)}); fix or "
                                     "remove it, or set data.skip_bad_images=true to skip it")
                 skipped.append(images.paths[i])
                 continue

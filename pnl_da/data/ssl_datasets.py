@@ -18,7 +18,7 @@ import torch
 
 from pnl_da.data.base import DomainData
 from pnl_da.data.digits import EXPECTED_FILES, _torchvision, load_mnist_sample, load_uci
-from pnl_da.errors import DataError, UsageError
+from pnl_da.errors import DataError, UsageError, first_line
 
 SPLITS = ("train", "test")
 HOLDOUT_SEED = 12345  # fixes the bundled datasets' test split; independent of the run's seed
@@ -83,7 +83,7 @@ def _read_cifar_batch(path: Path, name: str, root: str, label_key: str,
                  for k, v in entry.items()}
         data, labels = np.asarray(entry["data"]), np.asarray(entry[label_key])
     except Exception as exc:  # truncated, not a pickle, not a dict, missing keys, ...
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}" if str(exc) else \
+        reason = f"{type(exc).__name__}: {first_line(exc)}" if first_line(exc) else \
             type(exc).__name__
         raise DataError(f"{path} is truncated or not a {name} batch ({reason}); {fix}") from exc
     if (data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8

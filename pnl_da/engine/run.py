@@ -19,7 +19,7 @@ from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import write_json, write_text
 from pnl_da.engine.evaluate import per_class_table
 from pnl_da.engine.trainer import CHECKPOINT, METRICS, RunData, Trainer, resolve_device
-from pnl_da.errors import DataError, Interrupted, UsageError
+from pnl_da.errors import DataError, Interrupted, UsageError, first_line
 from pnl_da.models.factory import check_input_size, check_weights_available
 
 RESULT = "result.json"
@@ -74,8 +74,7 @@ def saved_config(out_dir: Path) -> dict:
     try:
         return comparable(path.read_text())
     except Exception as exc:  # YAML errors, schema errors, undecodable bytes
-        first = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
-        reason = first[:77] + "..." if len(first) > 80 else first or type(exc).__name__
+        reason = first_line(exc) or type(exc).__name__
         raise UsageError(f"{path} is not a pnl-da run configuration ({reason}); {out_dir} is "
                          "not a pnl-da run: choose another --out") from None
 

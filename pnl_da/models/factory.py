@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from pnl_da.errors import DataError, UsageError
+from pnl_da.errors import DataError, UsageError, first_line
 from pnl_da.models.digits import DTN, LeNet
 from pnl_da.models.heads import Classifier, DualClassifier
 from pnl_da.models.ssl_nets import ConvLarge, wrn28_2
@@ -88,7 +88,7 @@ def check_timm_input_size(name: str, channels: int, image_size: int) -> None:
             net(torch.empty(1, channels, image_size, image_size))
         except AssertionError as exc:
             size = (net.pretrained_cfg or {}).get("input_size", (0, 0, 0))[-1]
-            reason = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else "assertion"
+            reason = first_line(exc) or "assertion"
             raise UsageError(f"backbone '{name}' cannot take {image_size}x{image_size} images "
                              f"({reason}); set data.image_size={size}") from None
         except Exception:  # noqa: BLE001 - an op without a meta kernel: not this check's call
@@ -149,10 +149,9 @@ def _create_timm(name: str, channels: int, pretrained: bool,
             net = timm.create_model(name, pretrained=True, num_classes=0, in_chans=channels,
                                     pretrained_cfg_overlay={"file": str(path)})
         except Exception as exc:  # another architecture's weights, a corrupt file, ...
-            first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
             raise DataError(f"backbone.weights {path} cannot be loaded into '{name}' "
-                            f"({type(exc).__name__}: {first}); give a weights file of {name}, "
-                            "or the backbone.name those weights belong to") from exc
+                            f"({type(exc).__name__}: {first_line(exc)}); give a weights file "
+                            f"of {name}, or the backbone.name those weights belong to") from exc
         _check_weights_cover(net, path, name)
     elif pretrained:
         try:
