@@ -83,6 +83,9 @@ class TrainerConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-3
+    # false: no weight decay on one-dimensional parameters (normalisation scales and shifts,
+    # biases), as USB and FixMatch's code train; true: on every parameter, as tllib does
+    decay_norm_and_bias: bool = True
     lr_gamma: float = 0.001  # lr * (1 + gamma * step) ** -decay, as in tllib
     lr_decay: float = 0.75
     eval_every: int = 500
@@ -104,7 +107,9 @@ class TrainerConfig:
     # schedule, and a length in epochs (passes over the training set, labeled and unlabeled
     # images together) that sets trainer.steps when above 0.
     unlabeled_batch_size: int = 0
-    schedule: str = "inverse"  # inverse (tllib's) | cosine (to 0 at the last step)
+    # inverse (tllib's) | cosine (half a cosine, to 0 at the last step) | fixmatch_cosine
+    # (lr * cos(7 pi p / 16), p = step / steps: FixMatch's and USB's, ending at 0.2 lr)
+    schedule: str = "inverse"
     epochs: int = 0
 
 
@@ -282,7 +287,7 @@ CHOICES = {
     "trainer.precision": ("auto", "fp32", "bf16"),
     "trainer.channels_last": ("auto", "true", "false"),
     "benchmark.train_crop": ("random", "center"),
-    "trainer.schedule": ("inverse", "cosine"),
+    "trainer.schedule": ("inverse", "cosine", "fixmatch_cosine"),
     "ssl.model": ("dual", "shared"),
     "data.weak.padding": ("zeros", "reflection"),
     "data.strong.padding": ("zeros", "reflection"),

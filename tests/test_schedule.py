@@ -23,6 +23,11 @@ def cosine(step, total):
     return 0.5 * LR * (1 + math.cos(math.pi * step / total))
 
 
+def fixmatch_cosine(step, total):
+    """FixMatch's and USB's: lr * cos(7 pi step / (16 total)), 0.195 lr at the end."""
+    return LR * math.cos(7 * math.pi * step / (16 * total))
+
+
 @pytest.fixture(scope="module")
 def data():
     """The test task's data with a short evaluation split: these tests read no accuracy."""
@@ -69,7 +74,8 @@ def test_logged_lr_follows_the_cosine_schedule_over_the_whole_run(tmp_path, data
 @pytest.mark.parametrize("schedule,expected", [
     ("inverse", lambda step, total: inverse(step)),
     ("cosine", cosine),
-], ids=["inverse", "cosine"])
+    ("fixmatch_cosine", fixmatch_cosine),
+], ids=["inverse", "cosine", "fixmatch_cosine"])
 @pytest.mark.parametrize("lr_mult", [1.0, 0.1])
 def test_optimiser_groups_train_each_step_at_the_scheduled_rate_times_their_multiplier(
         schedule, expected, lr_mult, data):
@@ -91,3 +97,49 @@ def test_optimiser_groups_train_each_step_at_the_scheduled_rate_times_their_mult
             assert group["lr"] == pytest.approx(mult * expected(step, total), rel=1e-12)
             seen[part] += 1
     assert seen["backbone"] > 0 and seen["rest"] > 0
+
+
+def test_fixmatch_cosine_ends_at_a_fifth_of_the_rate_not_at_zero(tmp_path, data):
+    total = 8
+    Trainer(schedule_cfg("trainer.schedule=fixmatch_cosine", steps=total, eval_every=4),
+            data, tmp_path).fit()
+    lrs = logged(tmp_path)
+    assert lrs[8] == pytest.approx(LR * math.cos(7 * math.pi * 7 / 128), rel=1e-12)
+    assert lrs[8] > 0.19 * LR and lrs[8] != pytest.approx(cosine(7, total))
+
+
+@pytest.mark.parametrize("decay_all", [True, False])
+def test_weight_decay_spares_one_dimensional_parameters_only_when_asked(decay_all, data):
+    """A step with zero gradients moves a parameter only by weight decay: with
+    decay_norm_and_bias=false (USB's rule) biases and normalisation parameters stay put while
+    kernels shrink; with true (tllib's) everything shrinks."""
+    import torch
+
+    cfg = schedule_cfg(f"trainer.decay_norm_and_bias={str(decay_all).lower()}",
+                       "trainer.weight_decay=0.1", steps=4, eval_every=4)
+    trainer = Trainer(cfg, data)
+    params = [p for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]]
+    assert {p.ndim <= 1 for p in params} == {True, False}  # the model has both kinds
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    for opt in trainer.optimizers:
+        opt.step()
+    for p, old in zip(params, before):
+        moved = not torch.equal(p.detach(), old)
+        nonzero = bool(old.abs().sum() > 0)
+        if p.ndim > 1 or decay_all:
+            assert moved or not nonzero, p.shape
+        else:
+            assert not moved, p.shape
+
+
+def test_the_usb_preset_trains_with_usbs_schedule_and_weight_decay():
+    from pnl_da.config import compose
+
+    for dataset in ("cifar10", "cifar100", "svhn"):
+        t = compose([f"dataset={dataset}", "dataset.labels=400", "method=fixmatch"],
+                    mode="ssl").trainer
+        assert (t.steps, t.batch_size, t.unlabeled_batch_size) == (2 ** 20, 64, 7 * 64)
+        assert (t.lr, t.weight_decay, t.schedule, t.decay_norm_and_bias) == (
+            0.03, 5e-4, "fixmatch_cosine", False)
