@@ -143,3 +143,22 @@ def test_the_usb_preset_trains_with_usbs_schedule_and_weight_decay():
         assert (t.steps, t.batch_size, t.unlabeled_batch_size) == (2 ** 20, 64, 7 * 64)
         assert (t.lr, t.weight_decay, t.schedule, t.decay_norm_and_bias) == (
             0.03, 5e-4, "fixmatch_cosine", False)
+
+
+def test_usb_mean_teacher_reads_as_many_unlabeled_images_as_labeled_ones():
+    """USB's Mean Teacher configs use uratio 1 (64 + 64 images per step), its FixMatch 7; the
+    pair's setting applies to that pair only, and the command line still wins."""
+    from pnl_da.config import compose
+    from pnl_da.errors import UsageError
+
+    def unlabeled(*overrides, dataset="cifar10"):
+        return compose([f"dataset={dataset}", "dataset.labels=400", *overrides],
+                       mode="ssl").trainer.unlabeled_batch_size
+
+    assert unlabeled("method=mean_teacher") == 64
+    assert unlabeled("method=fixmatch") == unlabeled("method=pnl") == 448
+    assert unlabeled("method=mean_teacher", "trainer.unlabeled_batch_size=96") == 96
+    assert unlabeled("method=mean_teacher", dataset="mnist-sample") == unlabeled(
+        "method=fixmatch", dataset="mnist-sample") == 64  # the digits preset: one for all
+    with pytest.raises(UsageError, match="trainer_method follows trainer= and method="):
+        unlabeled("trainer_method=usb_mean_teacher")
