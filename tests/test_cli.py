@@ -597,3 +597,18 @@ def test_first_line_of_an_exception_is_one_line_cut_with_a_mark():
     long = ValueError("x" * 120 + "\nmore")
     assert first_line(long) == "x" * 77 + "..." and len(first_line(long, 60)) == 60
     assert first_line(long, None) == "x" * 120
+
+
+def test_a_run_into_the_folder_of_a_stopped_comparison_is_refused(capsys, tmp_path):
+    """A comparison stopped before it wrote comparison.md leaves only <method>/seed<N>/ runs;
+    a run given that folder trained into its top level beside them."""
+    out = tmp_path / "cmp"
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=dann", "--out",
+                           str(out / "dann" / "seed0"), *FAST)
+    assert code == 0, err
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    for resume in ([], ["--resume"]):
+        code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "--out", str(out), *resume,
+                               *FAST)
+        assert_one_line_error(code, err, 2, "holds a comparison", "dann/seed0/")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before

@@ -112,8 +112,13 @@ def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
     """Refuse an output folder that cannot be written or already holds another run."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output folder {out_dir} is a file; pass --out with a folder path")
-    if (out_dir / "comparison.md").is_file():
-        raise UsageError(f"output folder {out_dir} holds a comparison (comparison.md); give the "
+    # a comparison: its table, or (while it trains, or after it was stopped) its runs, each
+    # in <method>/seed<N>/ below it
+    runs = sorted(out_dir.glob(f"*/seed*/{CONFIG}")) if out_dir.is_dir() else []
+    if (out_dir / "comparison.md").is_file() or runs:
+        what = ("comparison.md" if (out_dir / "comparison.md").is_file()
+                else f"{runs[0].parent.relative_to(out_dir)}/ and {len(runs) - 1} more run(s)")
+        raise UsageError(f"output folder {out_dir} holds a comparison ({what}); give the "
                          f"run a folder of its own, e.g. --out {out_dir / 'single'}")
     if (out_dir / CONFIG).is_file():
         saved_config(out_dir)  # someone else's config.yaml is refused, never overwritten
