@@ -138,9 +138,9 @@ def _print_result(result: dict, out: Path) -> None:
 
 
 def _method_keys() -> dict[str, set[str]]:
-    from pnl_da.config import METHOD_SCHEMAS
+    from pnl_da.config import method_schemas
 
-    return {name: {f.name for f in fields(schema)} for name, schema in METHOD_SCHEMAS.items()}
+    return {name: {f.name for f in fields(schema)} for name, schema in method_schemas().items()}
 
 
 def _overrides_for(method: str, overrides: list[str], keys: dict[str, set[str]]) -> list[str]:

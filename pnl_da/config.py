@@ -137,92 +137,20 @@ class AdversarialOptions:
     randomized_dim: int = 1024
 
 
-@dataclass
-class SourceOnlyConfig(MethodConfig):
-    name: str = "source_only"
 
 
-@dataclass
-class DANNConfig(MethodConfig, AdversarialOptions):
-    name: str = "dann"
 
 
-@dataclass
-class CDANConfig(MethodConfig, AdversarialOptions):
-    name: str = "cdan"
 
 
-@dataclass
-class PNLConfig(MethodConfig, AdversarialOptions):
-    name: str = "pnl"
-    heads: int = 2
-    align: str = "dann"  # none | dann | cdan: adversarial alignment stacked under PNL
-    k: int = 2  # pseudo-negative labels per image
-    selection: str = "random"  # random | lowest | sampled | threshold | targeted | runner_up
-    replacement: bool = False  # random: draw with replacement (authors' code)
-    tau: float = 0.05  # threshold, targeted, runner_up: classes with generator probability < tau
-    exchange: str = "both"  # both | alternate
-    generator_view: str = "weak"  # weak | same
-    weight: float = 1.0  # maximum weight of the negative-learning term
-    ramp: float = 0.3  # fraction of training over which that weight ramps up (0: none)
-    confidence: float = 0.0  # generator confidence below which an image gives no negatives
-    diversity: float = 0.0  # weight of the |W_A^T W_B| head-diversity penalty
-    # Confident positive pseudo labels beside the negatives (method.md section 4's prototype
-    # "PNL plus confident positive pseudo-labels"): where the generator's top probability
-    # reaches positive_threshold, its argmax is also a label for the learner. 0: off.
-    positive_threshold: float = 0.0
-    positive_weight: float = 1.0
-    # Distribution alignment (ReMixMatch) of the generator's probabilities before negatives and
-    # positives are chosen: lifts classes the generator under-predicts.
-    dist_align: bool = False
-    # No pseudo-negative label on a class whose running share of the generator's predictions
-    # (about the last 100 steps) is below share_floor times its expected share: a class being
-    # absorbed by another is not pushed further down. 0: off. The expected share is uniform (as
-    # distribution alignment's target), so on a data set with rare classes (SVHN) these are
-    # spared more often.
-    share_floor: float = 0.0
 
 
-@dataclass
-class SupervisedConfig(MethodConfig):
-    name: str = "supervised"
-    source_view: str = "weak"
 
 
-@dataclass
-class FixMatchConfig(MethodConfig):
-    name: str = "fixmatch"
-    source_view: str = "weak"
-    threshold: float = 0.95  # confidence above which a weak-view argmax becomes a pseudo label
-    weight: float = 1.0  # lambda_u
-    dist_align: bool = False  # distribution alignment (ReMixMatch) of the weak-view probabilities
 
 
-@dataclass
-class MeanTeacherConfig(MethodConfig):
-    name: str = "mean_teacher"
-    source_view: str = "weak"
-    predict: str = "a"  # a: the teacher (EMA), b: the student
-    ema_decay: float = 0.999  # teacher = decay * teacher + (1 - decay) * student
-    weight: float = 50.0  # maximum weight of the softmax-MSE consistency (USB's lambda_u)
-    ramp: float = 0.4  # fraction of training over which it ramps up
 
 
-@dataclass
-class PNLPaperConfig(PNLConfig):
-    """The authors' CIFAR-10 recipe (method.md section 4): PNL inside Dual Student."""
-
-    name: str = "pnl_paper"
-    extra_heads: int = 1  # a consistency head beside each submodel's class head
-    align: str = "none"
-    replacement: bool = True
-    weight: float = 2.0
-    stabilization_threshold: float = 0.8
-    stabilization_scale: float = 100.0
-    consistency_scale: float = 10.0
-    logit_distance: float = 0.01
-    rampup_epochs: float = 5.0  # consistency, stabilization and negative-learning ramps
-    epochs: int = 100  # the run's length, for the ramps (trainer.epochs)
 
 
 @dataclass
@@ -263,16 +191,12 @@ class SSLRunConfig:
     ssl: SSLOptions = field(default_factory=SSLOptions)
 
 
-METHOD_SCHEMAS = {
-    "source_only": SourceOnlyConfig,
-    "dann": DANNConfig,
-    "cdan": CDANConfig,
-    "pnl": PNLConfig,
-    "supervised": SupervisedConfig,
-    "fixmatch": FixMatchConfig,
-    "mean_teacher": MeanTeacherConfig,
-    "pnl_paper": PNLPaperConfig,
-}
+def method_schemas() -> dict[str, type]:
+    """Each method's options dataclass, by method name. The dataclass lives in the method's own
+    file (``options`` on its class), so a new method is one file and one YAML."""
+    from pnl_da.methods import METHODS
+
+    return {name: method.options for name, method in METHODS.items()}
 
 # Values of string options that have a fixed set of choices; checked once at composition.
 CHOICES = {
@@ -344,7 +268,7 @@ def register_schemas() -> None:
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     store.store(name="ssl_schema", node=SSLRunConfig)
-    for name, schema in METHOD_SCHEMAS.items():
+    for name, schema in method_schemas().items():
         store.store(group="method", name=f"{name}_schema", node=schema)
 
 
@@ -577,7 +501,7 @@ def on_schema(saved: DictConfig) -> DictConfig:
     that a key added since the run was written takes its default."""
     merged = OmegaConf.merge(OmegaConf.structured(SSLRunConfig if "dataset" in saved
                                                   else RunConfig), saved)
-    method_schema = METHOD_SCHEMAS.get(OmegaConf.select(saved, "method.name", default=""))
+    method_schema = method_schemas().get(OmegaConf.select(saved, "method.name", default=""))
     if method_schema is not None:
         merged.method = OmegaConf.merge(OmegaConf.structured(method_schema), saved.method)
     return merged

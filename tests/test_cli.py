@@ -612,3 +612,26 @@ def test_a_run_into_the_folder_of_a_stopped_comparison_is_refused(capsys, tmp_pa
                                *FAST)
         assert_one_line_error(code, err, 2, "holds a comparison", "dann/seed0/")
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_a_method_is_registered_from_its_own_file_with_its_options(tmp_path, monkeypatch):
+    """A new method is one file (class + options dataclass) and one YAML: the registry finds
+    the class in any module of pnl_da.methods, and its options become its schema."""
+    from pnl_da import methods
+    from pnl_da.config import method_schemas
+
+    (tmp_path / "toy_method.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from pnl_da.config import MethodConfig\n"
+        "from pnl_da.methods.base import Method\n\n"
+        "@dataclass\nclass ToyConfig(MethodConfig):\n"
+        "    name: str = 'toy'\n    strength: float = 0.5\n\n"
+        "class Toy(Method):\n    name = 'toy'\n    options = ToyConfig\n")
+    monkeypatch.setattr(methods, "__path__", [*methods.__path__, str(tmp_path)])
+    found = methods._discover()
+    assert found["toy"].options.__name__ == "ToyConfig"
+    assert set(found) == set(methods.METHODS) | {"toy"}  # and every packaged method
+    schemas = method_schemas()
+    for name, cls in methods.METHODS.items():  # each packaged method's own dataclass
+        assert schemas[name] is cls.options and schemas[name].__module__ == cls.__module__
+    assert len({s for s in schemas.values()}) == len(schemas)

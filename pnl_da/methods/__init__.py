@@ -1,22 +1,33 @@
-"""Method registry: a method is one class (one file) and one config under configs/method/
-(domain adaptation) or configs/ssl/method/ (semi-supervised)."""
+"""Method registry: a method is one file in this package, holding its class (losses only) and
+its options dataclass (``options`` on the class), and one config under configs/method/ (domain
+adaptation) or configs/ssl/method/ (semi-supervised). Every module here is imported and each
+Method subclass it defines is registered under its ``name``: nothing else to edit."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from pnl_da.methods.base import Batch, Method, total_loss
-from pnl_da.methods.cdan import CDAN
-from pnl_da.methods.dann import DANN
-from pnl_da.methods.fixmatch import FixMatch
-from pnl_da.methods.mean_teacher import MeanTeacher
-from pnl_da.methods.pnl import PNL
-from pnl_da.methods.pnl_paper import PNLPaper
-from pnl_da.methods.source_only import SourceOnly
-from pnl_da.methods.supervised import Supervised
+
+
+def _discover() -> dict[str, type[Method]]:
+    found: dict[str, type[Method]] = {}
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, Method) and obj is not Method
+                    and obj.__module__ == module.__name__):
+                if obj.name in found:
+                    raise TypeError(f"two methods are named '{obj.name}': "
+                                    f"{found[obj.name].__module__} and {module.__name__}")
+                found[obj.name] = obj
+    return found
+
 
 # Domain adaptation: source_only, dann, cdan, pnl. Semi-supervised: supervised, fixmatch,
 # mean_teacher, pnl, pnl_paper (pnl serves both: the labeled set is its "source").
-METHODS: dict[str, type[Method]] = {m.name: m for m in (
-    SourceOnly, DANN, CDAN, PNL, Supervised, FixMatch, MeanTeacher, PNLPaper)}
+METHODS: dict[str, type[Method]] = _discover()
 
 
 def create_method(cfg, model, num_classes: int) -> Method:

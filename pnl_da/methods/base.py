@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pnl_da.config import MethodConfig
 from pnl_da.losses.adversarial import (
     ConditionalDomainAdversarialLoss,
     DomainAdversarialLoss,
@@ -73,9 +74,11 @@ class Alignment(nn.Module):
 
 
 class Method(nn.Module):
-    """Base of every method. Subclasses set ``name`` and override ``losses``."""
+    """Base of every method. Subclasses set ``name`` and ``options`` (the dataclass of their
+    configuration, checked by Hydra: a misspelt option is an error) and override ``losses``."""
 
     name = "method"
+    options: type = MethodConfig
     summary = ""  # one line for `pnl-da list methods`
     ssl_summary = ""  # its semi-supervised form, where the line differs
 

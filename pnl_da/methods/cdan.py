@@ -3,11 +3,20 @@ through the multilinear (or randomized) map; ``entropy=true`` gives CDAN+E."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from pnl_da.config import AdversarialOptions, MethodConfig
 from pnl_da.methods.base import Method
+
+
+@dataclass
+class CDANConfig(MethodConfig, AdversarialOptions):
+    name: str = "cdan"
 
 
 class CDAN(Method):
     name = "cdan"
+    options = CDANConfig
     summary = ("CDAN / CDAN+E: discriminator conditioned on class predictions "
                "(multilinear or randomized map)")
 

@@ -3,11 +3,20 @@ warm-started gradient-reversal layer, on the features."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from pnl_da.config import AdversarialOptions, MethodConfig
 from pnl_da.methods.base import Method
+
+
+@dataclass
+class DANNConfig(MethodConfig, AdversarialOptions):
+    name: str = "dann"
 
 
 class DANN(Method):
     name = "dann"
+    options = DANNConfig
     summary = "DANN: domain discriminator behind a warm-started gradient-reversal layer"
 
     def alignment_kind(self) -> str:

@@ -3,9 +3,12 @@ the strong view of the same unlabeled image."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from pnl_da.config import MethodConfig
 from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.methods.base import Batch, Method
 
@@ -21,8 +24,18 @@ def confident_pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.T
     return (per_image * mask).mean(), mask.mean()
 
 
+@dataclass
+class FixMatchConfig(MethodConfig):
+    name: str = "fixmatch"
+    source_view: str = "weak"
+    threshold: float = 0.95  # confidence above which a weak-view argmax becomes a pseudo label
+    weight: float = 1.0  # lambda_u
+    dist_align: bool = False  # distribution alignment (ReMixMatch) of the weak-view probabilities
+
+
 class FixMatch(Method):
     name = "fixmatch"
+    options = FixMatchConfig
     summary = "FixMatch: confident weak-view pseudo labels train the strong view"
 
     def __init__(self, cfg, model, num_classes: int):

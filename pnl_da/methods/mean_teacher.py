@@ -4,10 +4,12 @@ unlabeled image, the softmax of its own exponential moving average (the teacher)
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from pnl_da.config import MethodConfig
 from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.pnl import sigmoid_rampup
@@ -15,8 +17,19 @@ from pnl_da.models.averaging import ema_update, warmed_decay
 from pnl_da.models.heads import DualClassifier
 
 
+@dataclass
+class MeanTeacherConfig(MethodConfig):
+    name: str = "mean_teacher"
+    source_view: str = "weak"
+    predict: str = "a"  # a: the teacher (EMA), b: the student
+    ema_decay: float = 0.999  # teacher = decay * teacher + (1 - decay) * student
+    weight: float = 50.0  # maximum weight of the softmax-MSE consistency (USB's lambda_u)
+    ramp: float = 0.4  # fraction of training over which it ramps up
+
+
 class MeanTeacher(Method):
     name = "mean_teacher"
+    options = MeanTeacherConfig
     summary = "Mean Teacher: consistency with an EMA of the model on another view"
 
     def __init__(self, cfg, model, num_classes: int):

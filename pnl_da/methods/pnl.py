@@ -10,11 +10,13 @@ reaches only the learner head (and the shared backbone).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pnl_da.config import AdversarialOptions, MethodConfig
 from pnl_da.errors import UsageError
 from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.losses.negative import negative_learning_loss, select_negatives
@@ -60,8 +62,40 @@ def check_k(cfg, num_classes: int) -> None:
                          f"method.k={num_classes - 1} (every other class) or less")
 
 
+@dataclass
+class PNLConfig(MethodConfig, AdversarialOptions):
+    name: str = "pnl"
+    heads: int = 2
+    align: str = "dann"  # none | dann | cdan: adversarial alignment stacked under PNL
+    k: int = 2  # pseudo-negative labels per image
+    selection: str = "random"  # random | lowest | sampled | threshold | targeted | runner_up
+    replacement: bool = False  # random: draw with replacement (authors' code)
+    tau: float = 0.05  # threshold, targeted, runner_up: classes with generator probability < tau
+    exchange: str = "both"  # both | alternate
+    generator_view: str = "weak"  # weak | same
+    weight: float = 1.0  # maximum weight of the negative-learning term
+    ramp: float = 0.3  # fraction of training over which that weight ramps up (0: none)
+    confidence: float = 0.0  # generator confidence below which an image gives no negatives
+    diversity: float = 0.0  # weight of the |W_A^T W_B| head-diversity penalty
+    # Confident positive pseudo labels beside the negatives (method.md section 4's prototype
+    # "PNL plus confident positive pseudo-labels"): where the generator's top probability
+    # reaches positive_threshold, its argmax is also a label for the learner. 0: off.
+    positive_threshold: float = 0.0
+    positive_weight: float = 1.0
+    # Distribution alignment (ReMixMatch) of the generator's probabilities before negatives and
+    # positives are chosen: lifts classes the generator under-predicts.
+    dist_align: bool = False
+    # No pseudo-negative label on a class whose running share of the generator's predictions
+    # (about the last 100 steps) is below share_floor times its expected share: a class being
+    # absorbed by another is not pushed further down. 0: off. The expected share is uniform (as
+    # distribution alignment's target), so on a data set with rare classes (SVHN) these are
+    # spared more often.
+    share_floor: float = 0.0
+
+
 class PNL(Method):
     name = "pnl"
+    options = PNLConfig
     summary = ("PNL: two heads teach each other pseudo-negative labels on target images, "
                "stacked on DANN/CDAN")
     ssl_summary = ("PNL: two submodels (two networks, or two heads with ssl.model=shared) teach "

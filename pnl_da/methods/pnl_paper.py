@@ -25,12 +25,14 @@ images only (a negative drawn for a labeled image could be its true class).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.losses.negative import negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch
-from pnl_da.methods.pnl import PNL, sigmoid_rampup
+from pnl_da.methods.pnl import PNL, PNLConfig, sigmoid_rampup
 
 
 def stability(v1_logits: torch.Tensor, v2_logits: torch.Tensor, threshold: float
@@ -45,8 +47,26 @@ def stability(v1_logits: torch.Tensor, v2_logits: torch.Tensor, threshold: float
     return stable, ((p1 - p2) ** 2).sum(dim=1)
 
 
+@dataclass
+class PNLPaperConfig(PNLConfig):
+    """The authors' CIFAR-10 recipe (method.md section 4): PNL inside Dual Student."""
+
+    name: str = "pnl_paper"
+    extra_heads: int = 1  # a consistency head beside each submodel's class head
+    align: str = "none"
+    replacement: bool = True
+    weight: float = 2.0
+    stabilization_threshold: float = 0.8
+    stabilization_scale: float = 100.0
+    consistency_scale: float = 10.0
+    logit_distance: float = 0.01
+    rampup_epochs: float = 5.0  # consistency, stabilization and negative-learning ramps
+    epochs: int = 100  # the run's length, for the ramps (trainer.epochs)
+
+
 class PNLPaper(PNL):
     name = "pnl_paper"
+    options = PNLPaperConfig
     summary = "PNL inside Dual Student: the authors' CIFAR-10 recipe (method.md section 4)"
     ssl_summary = summary
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from pnl_da.config import MethodConfig
 from pnl_da.methods.base import Batch, Method
+
+
+@dataclass
+class SourceOnlyConfig(MethodConfig):
+    name: str = "source_only"
 
 
 class SourceOnly(Method):
     name = "source_only"
+    options = SourceOnlyConfig
     summary = "source only (ERM): supervised loss on the labeled source"
 
     def views(self) -> dict[str, tuple[str, ...]]:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from pnl_da.config import MethodConfig
 from pnl_da.methods.source_only import SourceOnly
+
+
+@dataclass
+class SupervisedConfig(MethodConfig):
+    name: str = "supervised"
+    source_view: str = "weak"
 
 
 class Supervised(SourceOnly):
@@ -10,4 +19,5 @@ class Supervised(SourceOnly):
     weak view), no unlabeled data."""
 
     name = "supervised"
+    options = SupervisedConfig
     summary = "supervised: cross-entropy on the labeled images only (SSL lower bound)"
