@@ -137,22 +137,6 @@ class AdversarialOptions:
     randomized_dim: int = 1024
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 @dataclass
 class RunConfig:
     seed: int = 0
@@ -197,6 +181,7 @@ def method_schemas() -> dict[str, type]:
     from pnl_da.methods import METHODS
 
     return {name: method.options for name, method in METHODS.items()}
+
 
 # Values of string options that have a fixed set of choices; checked once at composition.
 CHOICES = {

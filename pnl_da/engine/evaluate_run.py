@@ -86,7 +86,7 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     result = evaluate(method.eval_model(), batches_for(cfg, data, device), data.labels,
                       num_classes, lambda: autocast(device, device.type == "cuda"))
     heads = result["heads"]
-    predict, chosen, _ = chosen_prediction(result, cfg.method.predict)
+    predict, chosen = chosen_prediction(result, cfg.method.predict)
     # semi-supervised runs name what each head is (Mean Teacher: a is the teacher)
     names = (prediction_names(cfg.method.name, heads, cfg.method.get("eval_ema", 0.0))
              if ssl else {})

@@ -233,12 +233,12 @@ def environment(device: str) -> dict:
             "cpu_threads": torch.get_num_threads(), "git_commit": commit or None}
 
 
-def chosen_prediction(evaluation: dict, predict: str) -> tuple[str, dict, dict]:
-    """(prediction used, its scores, every head's scores): the configured prediction when the
-    model has it, else the mean of the heads."""
+def chosen_prediction(evaluation: dict, predict: str) -> tuple[str, dict]:
+    """(prediction used, its scores): the configured prediction when the model has it, else
+    the mean of the heads."""
     heads = evaluation["heads"]
     name = predict if predict in heads else "mean"
-    return name, heads[name], heads
+    return name, heads[name]
 
 
 def headline_metrics(scores: dict, error: bool = False) -> dict:
@@ -261,7 +261,7 @@ def train_rate(fit: dict) -> float | None:
 
 def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
               steps: int) -> dict:
-    _, chosen, heads = chosen_prediction(evaluation, cfg.method.predict)
+    _, chosen = chosen_prediction(evaluation, cfg.method.predict)
     return {
         "benchmark": cfg.benchmark.name,
         "task": f"{cfg.benchmark.source}->{cfg.benchmark.target}",
@@ -270,7 +270,7 @@ def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
         "metrics": headline_metrics(chosen),
         "headline": HEADLINE.get(cfg.benchmark.name, "accuracy"),
         "prediction": cfg.method.predict,
-        "heads": heads,
+        "heads": evaluation["heads"],
         "wall_time_s": round(wall_time, 2),
         "train_steps_per_s": train_rate(fit),
     }

@@ -108,7 +108,8 @@ def prediction_names(method: str, heads: dict, eval_ema: float = 0.0) -> dict[st
 
 def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
                   out_dir: Path, steps: int) -> dict:
-    predict, chosen, heads = chosen_prediction(evaluation, cfg.method.predict)
+    predict, chosen = chosen_prediction(evaluation, cfg.method.predict)
+    heads = evaluation["heads"]
     names = prediction_names(cfg.method.name, heads, cfg.method.eval_ema)
     return {
         "dataset": cfg.dataset.name, "labels": int(cfg.dataset.labels),
