@@ -16,6 +16,7 @@ from pnl_da.engine.run import (
     RESULT,
     check_data_root,
     chosen_prediction,
+    comparison_runs,
     headline_metrics,
     prepare_domain,
 )
@@ -42,7 +43,7 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     if missing and (run_dir.parent / RESULT).is_file():  # a run's checkpoints/ folder
         raise UsageError(f"{run_dir} is inside a run; pass the run's folder, {run_dir.parent}")
     if missing:
-        runs = sorted(p.parent for p in run_dir.glob(f"*/seed*/{RESULT}"))
+        runs = comparison_runs(run_dir, RESULT)
         if runs:  # a compare folder: its runs are one level further down
             raise UsageError(f"{run_dir} is a comparison folder ({len(runs)} finished "
                              f"run{'s' if len(runs) > 1 else ''}), not one run; pass one of its "

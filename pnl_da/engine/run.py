@@ -108,16 +108,22 @@ def saved_run_difference(out_dir: Path, cfg_yaml: str) -> str | None:
     return first_difference(saved, now)
 
 
+def comparison_runs(folder: Path, marker: str = CONFIG) -> list[Path]:
+    """The run folders of a comparison below ``folder`` (``<method>/seed<N>/``), those holding
+    ``marker``: config.yaml for every run begun, result.json for the finished ones."""
+    return sorted(p.parent for p in folder.glob(f"*/seed*/{marker}"))
+
+
 def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
     """Refuse an output folder that cannot be written or already holds another run."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output folder {out_dir} is a file; pass --out with a folder path")
     # a comparison: its table, or (while it trains, or after it was stopped) its runs, each
     # in <method>/seed<N>/ below it
-    runs = sorted(out_dir.glob(f"*/seed*/{CONFIG}")) if out_dir.is_dir() else []
+    runs = comparison_runs(out_dir)
     if (out_dir / "comparison.md").is_file() or runs:
         what = ("comparison.md" if (out_dir / "comparison.md").is_file()
-                else f"{runs[0].parent.relative_to(out_dir)}/ and {len(runs) - 1} more run(s)")
+                else f"{runs[0].relative_to(out_dir)}/ and {len(runs) - 1} more run(s)")
         raise UsageError(f"output folder {out_dir} holds a comparison ({what}); give the "
                          f"run a folder of its own, e.g. --out {out_dir / 'single'}")
     if (out_dir / CONFIG).is_file():
@@ -245,8 +251,8 @@ def headline_metrics(scores: dict, error: bool = False) -> dict:
     """The reported metrics of one prediction: accuracy and mean class accuracy, and with
     ``error`` the test error (semi-supervised runs report it). Stored unrounded: every table
     and message rounds once, when it shows a number, so result.json, the run's summary line
-    and ``evaluate`` always show the same digits (rounding 11.2651 to 11.265 first showed
-    11.26 beside evaluate's 11.27)."""
+    and ``evaluate`` always show the same digits (rounding 11.2649 to 11.265 first showed
+    11.27 beside evaluate's 11.26)."""
     metrics = {"accuracy": scores["accuracy"],
                "mean_class_accuracy": scores["mean_class_accuracy"]}
     if error:
