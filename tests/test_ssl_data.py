@@ -253,23 +253,39 @@ def test_a_failed_torchvision_download_removes_the_folders_it_made_and_left_empt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["SVHN", "kept"]
 
 
-def test_the_benchmark_reference_row_uses_the_largest_balanced_split_of_mnist_sample(monkeypatch):
-    """benchmarks/ssl_mnist.py's full-label row: that many labels split, ten more do not."""
+def ssl_mnist_script(monkeypatch):
+    """benchmarks/ssl_mnist.py, imported as a module."""
     import importlib.util
     from pathlib import Path
 
     folder = Path(__file__).resolve().parent.parent / "benchmarks"
     monkeypatch.syspath_prepend(str(folder))  # the script imports its sibling _common
-    path = folder / "ssl_mnist.py"
-    spec = importlib.util.spec_from_file_location("ssl_mnist_benchmark", path)
+    spec = importlib.util.spec_from_file_location("ssl_mnist_benchmark", folder / "ssl_mnist.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    n = bench.full_label_count()
+    return bench
+
+
+def test_the_benchmark_reference_row_uses_the_largest_balanced_split_of_mnist_sample(monkeypatch):
+    """benchmarks/ssl_mnist.py's full-label row: that many labels split, ten more do not."""
+    n = ssl_mnist_script(monkeypatch).full_label_count()
     labels = get_ssl_dataset("mnist-sample").load("datasets", "train").labels
     labeled = balanced_labeled_split(labels, n, 10, seed=0)
     assert np.bincount(labels.numpy()[labeled], minlength=10).tolist() == [n // 10] * 10
     with pytest.raises(UsageError):
         balanced_labeled_split(labels, n + 10, 10, seed=0)
+
+
+def test_the_benchmark_verdict_needs_a_gap_above_the_larger_std_and_counts_paired_seeds(
+        monkeypatch):
+    verdict = ssl_mnist_script(monkeypatch).baseline_verdict
+    # gap 1.67 against stds 1.0 and 2.89: not enough; lower on seeds 0 and 2, tied on 1
+    assert verdict({0: 3.0, 1: 4.0, 2: 5.0}, {0: 4.0, 1: 4.0, 2: 9.0}) == (
+        "by 1.67 points (does NOT); lower on 2 of 3 seeds (same labeled subsets)")
+    # gap 2.0 against stds 1.0 and 1.0: enough, and lower on every seed
+    assert verdict({0: 3.0, 1: 4.0, 2: 5.0}, {0: 5.0, 1: 6.0, 2: 7.0}) == (
+        "by 2.00 points (beats it by more than one std); lower on 3 of 3 seeds "
+        "(same labeled subsets)")
 
 
 @pytest.mark.parametrize("name,count,digest", [("mnist-sample", 999, "8fa416d797b07215"),
