@@ -172,7 +172,7 @@ def cmd_compare(args) -> int:
         saved_run_difference,
     )
     from pnl_da.engine.trainer import CHECKPOINT
-    from pnl_da.report.tables import aggregate, to_csv, to_markdown
+    from pnl_da.report.tables import aggregate, to_csv, to_latex, to_markdown
 
     # each method and seed once, in the order given (a repeat would count one run twice)
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
@@ -243,8 +243,10 @@ def cmd_compare(args) -> int:
     table = to_markdown(rows, title, headline)
     write_text(out_root / "comparison.md", table)
     write_text(out_root / "comparison.csv", to_csv(rows))
+    write_text(out_root / "comparison.tex", to_latex(rows, title, headline))
     print(table, end="")
-    print(f"written: {out_root / 'comparison.md'}, {out_root / 'comparison.csv'}")
+    print(f"written: {out_root / 'comparison.md'}, {out_root / 'comparison.csv'}, "
+          f"{out_root / 'comparison.tex'}")
     return 0
 
 

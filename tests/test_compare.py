@@ -29,6 +29,8 @@ def test_compare_trains_missing_runs_reuses_finished_ones_and_writes_the_table(c
     assert all(r["n"] == "2" and r["seeds"] == "0 1" for r in rows)
     table = (out / "comparison.md").read_text()
     assert "| source_only |" in table and "±" in table
+    tex = (out / "comparison.tex").read_text()
+    assert "source\\_only & " in tex and "\npnl & " in tex and "$\\pm$" in tex
     _assert_rows_summarise_the_seeds(out, rows, table)
 
     assert main(args) == 0  # the second time nothing is retrained
@@ -85,3 +87,27 @@ def test_one_seed_has_no_spread_in_the_tables():
     assert to_csv(rows).splitlines()[2].endswith(",60.000 62.000,58.000 59.000")
     dann_csv = to_csv(rows).splitlines()[1].split(",")
     assert dann_csv[:5] == ["dann", "57.900", "", "55.000", ""]
+
+
+def test_the_latex_table_bolds_the_best_headline_and_escapes_method_names():
+    from pnl_da.report.tables import aggregate, to_latex
+
+    def result(method, seed, acc, mca):
+        return {"method": method, "seed": seed,
+                "metrics": {"accuracy": acc, "mean_class_accuracy": mca}}
+
+    results = [result("source_only", 0, 57.9, 55.0), result("pnl", 0, 60.0, 58.0),
+               result("pnl", 1, 62.0, 59.0), result("dann", 0, 61.0, 60.0)]
+    rows = aggregate(results, ["source_only", "dann", "pnl"])
+    tex = to_latex(rows, "digits uci->mnist-sample, lenet")
+    lines = tex.splitlines()
+    assert lines[0] == "% digits uci->mnist-sample, lenet"
+    assert "Method & Accuracy (\\%) & Mean class accuracy (\\%) \\\\" in lines
+    assert "source\\_only & 57.90 (one seed) & 55.00 (one seed) \\\\" in lines
+    assert "dann & \\textbf{61.00 (one seed)} & 60.00 (one seed) \\\\" in lines
+    assert "pnl & \\textbf{61.00 $\\pm$ 1.41} & 58.50 $\\pm$ 0.71 \\\\" in lines
+    assert lines[-1] == "\\end{tabular}" and lines.count("\\midrule") == 1
+    # VisDA-2017's headline, mean class accuracy, comes first and decides the bold
+    visda = to_latex(rows, "t", "mean_class_accuracy").splitlines()
+    assert "dann & \\textbf{60.00 (one seed)} & 61.00 (one seed) \\\\" in visda
+    assert "pnl & 58.50 $\\pm$ 0.71 & 61.00 $\\pm$ 1.41 \\\\" in visda

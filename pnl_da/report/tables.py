@@ -64,6 +64,39 @@ def to_markdown(rows: list[Row], title: str, headline: str = "accuracy") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _latex_escape(text: str) -> str:
+    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+               "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+               "^": r"\textasciicircum{}"}
+    return "".join(special.get(ch, ch) for ch in text)
+
+
+def to_latex(rows: list[Row], title: str, headline: str = "accuracy") -> str:
+    """A booktabs tabular to paste into a paper: the headline metric first, mean ± sample std
+    over the seeds, the best headline mean in bold (every method that ties it)."""
+    first, second = (("mean_class_accuracy", "accuracy") if headline == "mean_class_accuracy"
+                     else ("accuracy", "mean_class_accuracy"))
+    label = {"accuracy": "Accuracy", "mean_class_accuracy": "Mean class accuracy"}
+    stats = [{"accuracy": row.acc, "mean_class_accuracy": row.mca} for row in rows]
+    # compared as shown (2 decimals), so two methods that print the same number both get bold
+    best = max((round(s[first][0], 2) for s in stats), default=None)
+
+    def cell(mean: float, std: float | None, bold: bool = False) -> str:
+        text = (f"{mean:.2f} $\\pm$ {std:.2f}" if std is not None
+                else f"{mean:.2f} (one seed)")
+        return f"\\textbf{{{text}}}" if bold else text
+
+    lines = [f"% {' '.join(title.split())}", "% needs \\usepackage{booktabs}",
+             "\\begin{tabular}{lcc}", "\\toprule",
+             f"Method & {label[first]} (\\%) & {label[second]} (\\%) \\\\", "\\midrule"]
+    for row, s in zip(rows, stats):
+        lines.append(f"{_latex_escape(row.method)} & "
+                     f"{cell(*s[first], bold=round(s[first][0], 2) == best)} & "
+                     f"{cell(*s[second])} \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
 def to_csv(rows: list[Row]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
