@@ -42,14 +42,19 @@ def aggregate(results: list[dict], order: list[str]) -> list[Row]:
     return rows
 
 
-def _mean_pm_std(mean: float, std: float | None) -> str:
-    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f} (one seed)"
+def _mean_pm_std(mean: float, std: float | None, pm: str = "±") -> str:
+    return f"{mean:.2f} {pm} {std:.2f}" if std is not None else f"{mean:.2f} (one seed)"
+
+
+def _metric_order(headline: str) -> tuple[str, str]:
+    """The headline metric first (VisDA-2017's is mean class accuracy), then the other."""
+    return (("mean_class_accuracy", "accuracy") if headline == "mean_class_accuracy"
+            else ("accuracy", "mean_class_accuracy"))
 
 
 def to_markdown(rows: list[Row], title: str, headline: str = "accuracy") -> str:
     """The headline metric first (VisDA-2017's is mean class accuracy), its values per seed."""
-    first, second = (("mean_class_accuracy", "accuracy") if headline == "mean_class_accuracy"
-                     else ("accuracy", "mean_class_accuracy"))
+    first, second = _metric_order(headline)
     label = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
     lines = [f"### {title}", "",
              f"| method | {label[first]} (%) | {label[second]} (%) | seeds | per seed "
@@ -74,16 +79,14 @@ def _latex_escape(text: str) -> str:
 def to_latex(rows: list[Row], title: str, headline: str = "accuracy") -> str:
     """A booktabs tabular to paste into a paper: the headline metric first, mean ± sample std
     over the seeds, the best headline mean in bold (every method that ties it)."""
-    first, second = (("mean_class_accuracy", "accuracy") if headline == "mean_class_accuracy"
-                     else ("accuracy", "mean_class_accuracy"))
+    first, second = _metric_order(headline)
     label = {"accuracy": "Accuracy", "mean_class_accuracy": "Mean class accuracy"}
     stats = [{"accuracy": row.acc, "mean_class_accuracy": row.mca} for row in rows]
     # compared as shown (2 decimals), so two methods that print the same number both get bold
     best = max((round(s[first][0], 2) for s in stats), default=None)
 
     def cell(mean: float, std: float | None, bold: bool = False) -> str:
-        text = (f"{mean:.2f} $\\pm$ {std:.2f}" if std is not None
-                else f"{mean:.2f} (one seed)")
+        text = _mean_pm_std(mean, std, pm="$\\pm$")
         return f"\\textbf{{{text}}}" if bold else text
 
     lines = [f"% {' '.join(title.split())}", "% needs \\usepackage{booktabs}",
