@@ -103,4 +103,5 @@ wait
 python3 -m pnl_da.cli compare digits "$TASK" --seeds 0,1,2 --out /tmp/compare \
   trainer.progress=false ${BEST:-} 2>/dev/null | tee "$OUT/comparison_gpu.md"
 cp /tmp/compare/comparison.csv "$OUT/comparison_gpu.csv" 2>/dev/null
+cp /tmp/compare/comparison.tex "$OUT/comparison_gpu.tex" 2>/dev/null
 cat "$OUT/train_throughput_gpu.md" 2>/dev/null
