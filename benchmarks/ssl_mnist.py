@@ -152,8 +152,8 @@ def main() -> int:
         prediction = next(r["prediction_is"] for m, _, r, _ in done if m == method)
         lines.append(f"| {method} | {mean:.2f} ± {std:.2f} | {per_seed} | {prediction} | "
                      f"{statistics.mean(times[method]) / 60:.1f} |")
-    baselines = {m: v for m, v in summary.items()
-                 if m != REFERENCE and VARIANTS.get(m, (m,))[0] in BASELINES}
+    baselines = [m for m in summary
+                 if m != REFERENCE and VARIANTS.get(m, (m,))[0] in BASELINES]
     for row, (mean, _) in summary.items():
         if VARIANTS.get(row, (row,))[0] != "pnl" or not baselines:
             continue

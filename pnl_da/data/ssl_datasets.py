@@ -83,8 +83,8 @@ def _read_cifar_batch(path: Path, name: str, root: str, label_key: str,
                  for k, v in entry.items()}
         data, labels = np.asarray(entry["data"]), np.asarray(entry[label_key])
     except Exception as exc:  # truncated, not a pickle, not a dict, missing keys, ...
-        reason = f"{type(exc).__name__}: {first_line(exc)}" if first_line(exc) else \
-            type(exc).__name__
+        line = first_line(exc)
+        reason = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
         raise DataError(f"{path} is truncated or not a {name} batch ({reason}); {fix}") from exc
     if (data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8
             or labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer)):

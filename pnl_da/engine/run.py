@@ -120,9 +120,9 @@ def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
         raise UsageError(f"output folder {out_dir} is a file; pass --out with a folder path")
     # a comparison: its table, or (while it trains, or after it was stopped) its runs, each
     # in <method>/seed<N>/ below it
-    runs = comparison_runs(out_dir)
-    if (out_dir / "comparison.md").is_file() or runs:
-        what = ("comparison.md" if (out_dir / "comparison.md").is_file()
+    has_table, runs = (out_dir / "comparison.md").is_file(), comparison_runs(out_dir)
+    if has_table or runs:
+        what = ("comparison.md" if has_table
                 else f"{runs[0].relative_to(out_dir)}/ and {len(runs) - 1} more run(s)")
         raise UsageError(f"output folder {out_dir} holds a comparison ({what}); give the "
                          f"run a folder of its own, e.g. --out {out_dir / 'single'}")
