@@ -51,15 +51,28 @@ fi
 if stage sslmnist; then
   echo "== 7. semi-supervised mnist-sample, 20 labels, every method x 5 seeds"
   # SSL_SEEDS / SSL_METHODS / SSL_VARIANTS (space-separated NAME=METHOD,KEY=VALUE,...) widen it
-  # SSL_TIMEOUT (seconds) stops the sweep early (SIGINT: the pool stops its workers); finished
+  # SSL_MORE_SEEDS (with SSL_MORE_METHODS, default fixmatch,pnl) runs a second sweep beside the
+  # first, into the same runs folder and without the reference row, so that the full
+  # table and a wider table of two methods share the card: SSL_JOBS + SSL_MORE_JOBS runs at once,
+  # each with SSL_THREADS torch threads (default 1: the card does the work, not the cores).
+  # SSL_TIMEOUT (seconds) stops the sweeps early (SIGINT: the pool stops its workers); finished
   # runs keep their result.json, and `ssl_mnist.py --runs DIR` with the same rows builds the
   # table from them afterwards.
   VARIANT_ARGS=(); for v in ${SSL_VARIANTS:-}; do VARIANT_ARGS+=(--variant "$v"); done
-  timeout -s INT "${SSL_TIMEOUT:-0}" python3 benchmarks/ssl_mnist.py --jobs "${SSL_JOBS:-8}" --runs "$OUT/ssl_mnist_runs" \
-    --seeds "${SSL_SEEDS:-0,1,2,3,4}" --methods "${SSL_METHODS:-supervised,mean_teacher,fixmatch,pnl,pnl_paper}" \
-    "${VARIANT_ARGS[@]}" --out "$OUT/ssl_mnist_gpu.md" --json "$OUT/ssl_mnist_gpu.json" \
-    > "$OUT/ssl_mnist_log.txt" 2>&1
+  sweep() {  # TAG SEEDS METHODS JOBS [more ssl_mnist.py arguments]
+    local tag=$1 seeds=$2 methods=$3 jobs=$4; shift 4
+    timeout -s INT "${SSL_TIMEOUT:-0}" python3 benchmarks/ssl_mnist.py --jobs "$jobs" --threads "${SSL_THREADS:-1}" \
+      --runs "$OUT/ssl_mnist_runs" --seeds "$seeds" --methods "$methods" "$@" \
+      --out "$OUT/ssl_mnist_gpu$tag.md" --json "$OUT/ssl_mnist_gpu$tag.json" \
+      > "$OUT/ssl_mnist_log$tag.txt" 2>&1
+  }
+  sweep "" "${SSL_SEEDS:-0,1,2,3,4}" "${SSL_METHODS:-supervised,mean_teacher,fixmatch,pnl,pnl_paper}" \
+    "${SSL_JOBS:-8}" "${VARIANT_ARGS[@]}" &
+  [ -n "${SSL_MORE_SEEDS:-}" ] && sweep _more "$SSL_MORE_SEEDS" "${SSL_MORE_METHODS:-fixmatch,pnl}" \
+    "${SSL_MORE_JOBS:-7}" --no-reference &
+  wait
   tail -30 "$OUT/ssl_mnist_gpu.md"
+  [ -n "${SSL_MORE_SEEDS:-}" ] && tail -12 "$OUT/ssl_mnist_gpu_more.md"
   find "$OUT/ssl_mnist_runs" -name last.pt -delete  # keep result.json and metrics, not weights
 fi
 

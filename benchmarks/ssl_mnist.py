@@ -6,7 +6,7 @@ follows the seed (split seed = run seed), so every method sees the same 5 subset
 are reused, so an interrupted benchmark continues where it stopped.
 
     python benchmarks/ssl_mnist.py [--seeds 0,1,2,3,4] [--methods ...] [--jobs 1] [--out FILE.md]
-        [--variant NAME=METHOD,KEY=VALUE,...]   (repeatable: an extra row, e.g. to tune pnl)
+        [--threads N] [--variant NAME=METHOD,KEY=VALUE,...]   (repeatable: an extra row)
         [--no-reference]
 
 A reference row (not a baseline) trains `supervised` on every training image the balanced split
@@ -104,6 +104,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run (default: the cores shared among the jobs)")
     parser.add_argument("--runs", default="benchmarks/runs/ssl_mnist")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -119,7 +121,7 @@ def main() -> int:
 
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.methods.split(",") if m] + list(VARIANTS)
-    threads = max(1, (mp.cpu_count() or 1) // max(1, args.jobs))
+    threads = args.threads or max(1, (mp.cpu_count() or 1) // max(1, args.jobs))
     jobs = [(m, *VARIANTS.get(m, (m, [])), s, args.runs, threads, args.overrides)
             for m in methods for s in seeds]
     if args.jobs > 1:
