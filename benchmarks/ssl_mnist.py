@@ -94,6 +94,23 @@ def baseline_verdict(mine: dict[int, float], theirs: dict[int, float]) -> str:
             "(same labeled subsets)")
 
 
+def made_on(run_dirs) -> str:
+    """Where the runs were made, from each run's env.json: reused runs may come from another
+    machine (an H200 sweep tabulated on a laptop), and this process's machine says nothing of
+    them. E.g. "NVIDIA H200, torch 2.11.0+cu130, 1 torch thread (10 runs)"."""
+    counts: dict[str, int] = {}
+    for folder in run_dirs:
+        try:
+            env = json.loads((Path(folder) / "env.json").read_text())
+            threads = env.get("cpu_threads")
+            where = (f"{env.get('gpu') or env.get('platform') or 'unknown machine'}, "
+                     f"torch {env.get('torch')}, {threads} torch thread{'s' * (threads != 1)}")
+        except (OSError, ValueError):
+            where = "unknown machine (no readable env.json)"
+        counts[where] = counts.get(where, 0) + 1
+    return "; ".join(f"{where} ({n} run{'s' * (n != 1)})" for where, n in counts.items())
+
+
 def mean_std(values) -> tuple[float, float]:
     values = list(values)
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -139,8 +156,9 @@ def main() -> int:
     made_now = sum(new for *_, new in done)
     lines = [f"# SSL, mnist-sample, 20 labels: test error of the final model ({len(seeds)} seeds)",
              "", f"Machine: {machine()} in this process; {made_now} of {len(done)} runs made now, "
-             f"each with {threads} torch thread(s), {max(1, args.jobs)} run(s) at a time (reused "
-             f"runs: as made, see their env.json); {datetime.date.today()}. Seeds {args.seeds} "
+             f"each with {threads} torch thread(s), {max(1, args.jobs)} run(s) at a time. Runs "
+             f"made on: {made_on(Path(args.runs) / m / f'seed{s}' for m, s, *_ in done)}; "
+             f"{datetime.date.today()}. Seeds {args.seeds} "
              "(the labeled subset follows the seed). LeNet, default digits schedule "
              f"{' '.join(args.overrides) or '(2000 steps, 32 labeled + 64 unlabeled per step)'}."
              " Test set: the fixed 20% holdout of the sample (999 images).", "",

@@ -288,6 +288,23 @@ def test_the_benchmark_verdict_needs_a_gap_above_the_larger_std_and_counts_paire
         "(same labeled subsets)")
 
 
+def test_the_benchmark_names_the_machines_its_runs_were_made_on(monkeypatch, tmp_path):
+    """Reused runs keep the machine of their env.json, not the one that builds the table."""
+    import json
+
+    made_on = ssl_mnist_script(monkeypatch).made_on
+    gpu = {"gpu": "NVIDIA H200", "platform": "Linux-x86_64", "torch": "2.11", "cpu_threads": 1}
+    cpu = {"gpu": None, "platform": "Linux-aarch64", "torch": "2.14", "cpu_threads": 2}
+    folders = [tmp_path / name for name in ("a", "b", "c", "d")]
+    for folder, env in zip(folders, (gpu, gpu, cpu)):
+        folder.mkdir()
+        (folder / "env.json").write_text(json.dumps(env))
+    assert made_on(folders) == (
+        "NVIDIA H200, torch 2.11, 1 torch thread (2 runs); "
+        "Linux-aarch64, torch 2.14, 2 torch threads (1 run); "
+        "unknown machine (no readable env.json) (1 run)")
+
+
 @pytest.mark.parametrize("name,count,digest", [("mnist-sample", 999, "8fa416d797b07215"),
                                                ("uci", 359, "97233f0125b0d722")])
 def test_bundled_holdouts_never_change(name, count, digest):
