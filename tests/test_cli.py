@@ -635,3 +635,29 @@ def test_a_method_is_registered_from_its_own_file_with_its_options(tmp_path, mon
     for name, cls in methods.METHODS.items():  # each packaged method's own dataclass
         assert schemas[name] is cls.options and schemas[name].__module__ == cls.__module__
     assert len({s for s in schemas.values()}) == len(schemas)
+
+
+def test_env_json_names_the_commit_and_the_tracked_files_edited_since(tmp_path, monkeypatch):
+    """A run made with edited code must not read as made with the commit alone."""
+    import subprocess
+
+    from pnl_da.engine.run import git_state
+
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no checkout above
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    assert git_state(tmp_path) == (None, None)  # not a checkout
+    git("init", "-q")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    git("add", "pkg/a.py")
+    git("commit", "-qm", "one")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / "untracked.txt").write_text("not part of the code")
+    assert git_state(tmp_path / "pkg") == (head, [])
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert git_state(tmp_path / "pkg") == (head, ["pkg/a.py"])

@@ -224,19 +224,33 @@ def environment(device: str) -> dict:
         except Exception:
             return None
 
-    commit = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    commit, changed = git_state(Path(__file__).resolve().parent)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"python": platform.python_version(), "platform": platform.platform(),
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "timm": version("timm"), "albumentations": version("albumentations"),
             "hydra": hydra.__version__, "numpy": numpy.__version__,
             "pnl_da": version("pnl-da"), "device": device, "gpu": gpu,
-            "cpu_threads": torch.get_num_threads(), "git_commit": commit or None}
+            "cpu_threads": torch.get_num_threads(), "git_commit": commit,
+            "git_tracked_files_changed": changed}
+
+
+def git_state(folder: Path) -> tuple[str | None, list[str] | None]:
+    """(HEAD commit, tracked files that differ from it) of the checkout holding ``folder``;
+    (None, None) outside one. The commit alone would pass a run made with edited code off as
+    that commit's."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=folder,
+                              timeout=5)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return None, None
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    changed = [line[3:] for line in status.stdout.splitlines()] if not status.returncode else None
+    return head.stdout.strip() or None, changed
 
 
 def chosen_prediction(evaluation: dict, predict: str) -> tuple[str, dict]:
