@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return next(line.split(":", 1)[1].strip() for line in handle
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+from pnl_da.engine.run import cpu_model
 
 
 def machine() -> str:

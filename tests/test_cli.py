@@ -129,6 +129,9 @@ def test_finished_run_is_never_overwritten_and_can_be_evaluated(capsys, tmp_path
     assert {"accuracy", "mean_class_accuracy"} <= result["metrics"].keys()
     for name in ("config.yaml", "env.json", "metrics.jsonl", "checkpoints/last.pt"):
         assert (out / name).is_file(), name
+    env = json.loads((out / "env.json").read_text())
+    assert env["cpu"] and env["cpu_threads"] >= 1  # the processor: CPU numbers depend on it
+    assert "git_tracked_files_changed" in env  # None outside a checkout, else a list
     before = _digest(out)
     code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only", "--out",
                            str(out), *FAST)

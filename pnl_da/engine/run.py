@@ -230,9 +230,20 @@ def environment(device: str) -> dict:
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "timm": version("timm"), "albumentations": version("albumentations"),
             "hydra": hydra.__version__, "numpy": numpy.__version__,
-            "pnl_da": version("pnl-da"), "device": device, "gpu": gpu,
+            "pnl_da": version("pnl-da"), "device": device, "gpu": gpu, "cpu": cpu_model(),
             "cpu_threads": torch.get_num_threads(), "git_commit": commit,
             "git_tracked_files_changed": changed}
+
+
+def cpu_model() -> str:
+    """The processor's name. CPU float kernels differ by instruction set (AVX2, AVX-512), so a
+    CPU run repeats its numbers exactly only on the same kind of processor."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def git_state(folder: Path) -> tuple[str | None, list[str] | None]:
