@@ -103,7 +103,9 @@ def made_on(run_dirs) -> str:
         try:
             env = json.loads((Path(folder) / "env.json").read_text())
             threads = env.get("cpu_threads")
-            where = (f"{env.get('gpu') or env.get('platform') or 'unknown machine'}, "
+            # the GPU, else the processor (older env.json files lack "cpu": their platform)
+            name = env.get("gpu") or env.get("cpu") or env.get("platform")
+            where = (f"{name or 'unknown machine'}, "
                      f"torch {env.get('torch')}, {threads} torch thread{'s' * (threads != 1)}")
         except (OSError, ValueError):
             where = "unknown machine (no readable env.json)"

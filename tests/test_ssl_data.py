@@ -295,13 +295,15 @@ def test_the_benchmark_names_the_machines_its_runs_were_made_on(monkeypatch, tmp
     made_on = ssl_mnist_script(monkeypatch).made_on
     gpu = {"gpu": "NVIDIA H200", "platform": "Linux-x86_64", "torch": "2.11", "cpu_threads": 1}
     cpu = {"gpu": None, "platform": "Linux-aarch64", "torch": "2.14", "cpu_threads": 2}
-    folders = [tmp_path / name for name in ("a", "b", "c", "d")]
-    for folder, env in zip(folders, (gpu, gpu, cpu)):
+    xeon = {**cpu, "cpu": "Intel(R) Xeon(R) Processor", "cpu_threads": 1}
+    folders = [tmp_path / name for name in ("a", "b", "c", "d", "e")]
+    for folder, env in zip(folders, (gpu, gpu, cpu, xeon)):
         folder.mkdir()
         (folder / "env.json").write_text(json.dumps(env))
     assert made_on(folders) == (
         "NVIDIA H200, torch 2.11, 1 torch thread (2 runs); "
         "Linux-aarch64, torch 2.14, 2 torch threads (1 run); "
+        "Intel(R) Xeon(R) Processor, torch 2.14, 1 torch thread (1 run); "
         "unknown machine (no readable env.json) (1 run)")
 
 
