@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit, machine  # noqa: E402
 
+from pnl_da.engine.run import ENV  # noqa: E402
+
 METHODS = ("supervised", "mean_teacher", "fixmatch", "pnl", "pnl_paper")
 BASELINES = ("supervised", "mean_teacher", "fixmatch")
 # pnl_paper is the authors' CIFAR-10 recipe; on 28x28 digits it keeps everything but the
@@ -51,7 +53,7 @@ def run_one(job: tuple[str, str, list[str], int, str, int, list[str]]
     cfg = compose(["dataset=mnist-sample", "dataset.labels=20", f"method={method}",
                    f"seed={seed}", "trainer.progress=false", *EXTRA.get(method, []), *variant,
                    *extra], mode="ssl")
-    out = Path(root) / name / f"seed{seed}"
+    out = run_dir(root, name, seed)
     result = finished_result(out, to_yaml(cfg))
     new = result is None
     if new:
@@ -94,6 +96,11 @@ def baseline_verdict(mine: dict[int, float], theirs: dict[int, float]) -> str:
             "(same labeled subsets)")
 
 
+def run_dir(root: str | Path, row: str, seed: int) -> Path:
+    """Where one (row, seed) run lives under the --runs folder."""
+    return Path(root) / row / f"seed{seed}"
+
+
 def made_on(run_dirs) -> str:
     """Where the runs were made, from each run's env.json: reused runs may come from another
     machine (an H200 sweep tabulated on a laptop), and this process's machine says nothing of
@@ -101,7 +108,7 @@ def made_on(run_dirs) -> str:
     counts: dict[str, int] = {}
     for folder in run_dirs:
         try:
-            env = json.loads((Path(folder) / "env.json").read_text())
+            env = json.loads((Path(folder) / ENV).read_text())
             threads = env.get("cpu_threads")
             # the GPU, else the processor (older env.json files lack "cpu": their platform)
             name = env.get("gpu") or env.get("cpu") or env.get("platform")
@@ -159,7 +166,7 @@ def main() -> int:
     lines = [f"# SSL, mnist-sample, 20 labels: test error of the final model ({len(seeds)} seeds)",
              "", f"Machine: {machine()} in this process; {made_now} of {len(done)} runs made now, "
              f"each with {threads} torch thread(s), {max(1, args.jobs)} run(s) at a time. Runs "
-             f"made on: {made_on(Path(args.runs) / m / f'seed{s}' for m, s, *_ in done)}; "
+             f"made on: {made_on(run_dir(args.runs, m, s) for m, s, *_ in done)}; "
              f"{datetime.date.today()}. Seeds {args.seeds} "
              "(the labeled subset follows the seed). LeNet, default digits schedule "
              f"{' '.join(args.overrides) or '(2000 steps, 32 labeled + 64 unlabeled per step)'}."

@@ -26,6 +26,7 @@ RESULT = "result.json"
 # The metric a benchmark reports first; VisDA's convention is the mean of per-class accuracies.
 HEADLINE = {"visda2017": "mean_class_accuracy"}
 CONFIG = "config.yaml"
+ENV = "env.json"  # versions, device, processor, commit: where the run was made
 # Keys that do not change what a run computes: a finished run is reused across them.
 IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "data.root")
 
@@ -368,7 +369,7 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
     if ssl and not (resumed and (out_dir / ssl_run.SPLIT_FILE).is_file()):
         # a resume recreates a deleted record: the same settings draw the same subset
         write_json(out_dir / ssl_run.SPLIT_FILE, split)
-    write_json(out_dir / "env.json", environment(str(trainer.device)))
+    write_json(out_dir / ENV, environment(str(trainer.device)))
     if resumed:
         log(f"resuming {out_dir} from step {trainer.step}")
     elif resume:
