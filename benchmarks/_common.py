@@ -44,7 +44,7 @@ def time_trainer(trainer, warmup: int, steps: int) -> dict:
         trainer.train_step(step)
     sync(trainer.device)
     warmup_s = time.perf_counter() - start
-    trainer.data_time = 0.0
+    trainer.window.data_time = 0.0
     start = time.perf_counter()
     for step in range(warmup, warmup + steps):
         trainer.train_step(step)
@@ -52,4 +52,4 @@ def time_trainer(trainer, warmup: int, steps: int) -> dict:
     elapsed = time.perf_counter() - start
     return {"warmup_s": warmup_s, "per_step": elapsed / steps,
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
-            "data_wait": trainer.data_time / elapsed}
+            "data_wait": trainer.window.data_time / elapsed}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import signal
 import sys
 import traceback
 from dataclasses import fields
@@ -83,7 +85,9 @@ def _show_or_execute(cfg, args, default_out: Path) -> int:
         print(to_annotated_yaml(cfg), end="")
         return 0
     out = _out_dir(args.out, default_out)
-    result = execute(cfg, out, resume=args.resume, log=lambda m: print(m, file=sys.stderr))
+    result = execute(cfg, out, resume=args.resume or args.resume_from is not None,
+                     from_previous=args.resume_from == "prev",
+                     log=lambda m: print(m, file=sys.stderr))
     _print_result(result, out)
     return 0
 
@@ -163,16 +167,10 @@ def _overrides_for(method: str, overrides: list[str], keys: dict[str, set[str]])
 
 
 def cmd_compare(args) -> int:
-    from pnl_da.config import available, compose, inert_overrides, to_yaml
-    from pnl_da.engine.checkpoint import write_text
-    from pnl_da.engine.run import (
-        default_out_dir,
-        execute,
-        finished_result,
-        saved_run_difference,
-    )
-    from pnl_da.engine.trainer import CHECKPOINT
-    from pnl_da.report.tables import aggregate, to_csv, to_latex, to_markdown
+    from pnl_da.config import available, compose, inert_overrides
+    from pnl_da.engine import signals
+    from pnl_da.engine.run import default_out_dir, refuse_file
+    from pnl_da.files import lock_folder
 
     # each method and seed once, in the order given (a repeat would count one run twice)
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
@@ -211,6 +209,25 @@ def cmd_compare(args) -> int:
             raise UsageError(f"'{item}' changes nothing in the methods compared "
                              f"({', '.join(methods)}); leave it out")
     out_root = _out_dir(args.out, default_out_dir(plans[0][2]).parent.parent)
+    refuse_file(out_root)
+    created = [d for d in (out_root, *out_root.parents) if not d.exists()]
+    try:
+        with signals.handled(), lock_folder(out_root, "comparison folder"):
+            return _compare(args, methods, plans, out_root)
+    except BaseException:
+        from pnl_da.data.download import remove_empty_folders
+
+        remove_empty_folders(created)  # a comparison refused before it began leaves no folder
+        raise
+
+
+def _compare(args, methods: list[str], plans: list, out_root: Path) -> int:
+    """The comparison's runs (reused, resumed or trained) and its table, in a locked folder."""
+    from pnl_da.config import to_yaml
+    from pnl_da.engine.run import execute, finished_result, holds_run, saved_run_difference
+    from pnl_da.files import write_text
+    from pnl_da.report.tables import aggregate, to_csv, to_latex, to_markdown
+
     jobs = [(method, seed, cfg, out_root / method / f"seed{seed}", to_yaml(cfg))
             for method, seed, cfg in plans]
     # a kept run with other settings is refused before anything trains, not when reached
@@ -227,10 +244,11 @@ def cmd_compare(args) -> int:
             print(f"{method} seed {seed}: reusing finished run {out}", file=sys.stderr)
             results.append(done)
             continue
-        resume = (out / CHECKPOINT).is_file()
+        resume = holds_run(out)
         print(f"{method} seed {seed}: {'resuming' if resume else 'training'} -> {out}",
               file=sys.stderr)
-        result = execute(cfg, out, resume=resume, log=lambda m: print(m, file=sys.stderr))
+        result = execute(cfg, out, resume=resume, log=lambda m: print(m, file=sys.stderr),
+                         go_on="run the same command again")
         _print_result(result, out)
         results.append(result)
     rows = aggregate(results, methods)
@@ -358,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "then any KEY=VALUE overrides, e.g. method=dann trainer.steps=500")
     run.add_argument("--out", default=None, help="run folder (default: runs/<benchmark>/...)")
     run.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+    run.add_argument("--resume-from", choices=("last", "prev"), default=None,
+                     help="prev: continue from checkpoints/prev.pt, the checkpoint before the "
+                     "last (last.pt is set aside, not deleted)")
     run.add_argument("--show-config", action="store_true",
                      help="print the resolved configuration and exit")
     common(run)
@@ -376,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run folder (default: runs/ssl/<dataset>-<labels>/<method>/seed<seed>, "
                      "then -split<S> where the split seed is another)")
     ssl.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+    ssl.add_argument("--resume-from", choices=("last", "prev"), default=None,
+                     help="prev: continue from checkpoints/prev.pt, the checkpoint before the "
+                     "last (last.pt is set aside, not deleted)")
     ssl.add_argument("--show-config", action="store_true",
                      help="print the resolved configuration and exit")
     common(ssl)
@@ -416,22 +440,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupted_message(exc: KeyboardInterrupt, command: str | None) -> str:
-    """What Ctrl-C left behind and how to go on: a compare resumes by itself when run again,
-    a single run with --resume; before a run's first checkpoint there is nothing to resume."""
+def _resume_command(argv: list[str]) -> str:
+    """The command that was run, with --resume (and without a --resume-from)."""
+    words, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--resume-from":
+            skip = True
+        elif word != "--resume" and not word.startswith("--resume-from="):
+            words.append(word)
+    return shlex.join(["pnl-da", *words, "--resume"])
+
+
+def _interrupted_message(exc: KeyboardInterrupt, command: str | None, argv: list[str]) -> str:
+    """What a stop left behind and how to go on: a compare resumes by itself when run again,
+    a single run with the same command and --resume; before a run's first checkpoint there is
+    nothing to resume."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    how = "interrupted (Ctrl-C)" if signum == signal.SIGINT else \
+        f"stopped by {signal.Signals(signum).name}"
     if not isinstance(exc, Interrupted):
-        return "interrupted"
-    compare = command == "compare"
-    if exc.has_checkpoint:
-        how = ("run the same command again: finished runs are reused and this one resumes"
-               if compare else "continue with the same command and --resume")
-        return f"interrupted; {exc.out_dir} keeps its last checkpoint; {how}"
-    return (f"interrupted before the first checkpoint of {exc.out_dir}; nothing to resume: the "
-            "same command starts it afresh")
+        return how
+    at = f" at step {exc.step}" if exc.step is not None else ""
+    if not exc.has_checkpoint:
+        return (f"{how}{at}, before the first checkpoint of {exc.out_dir}; nothing to resume: "
+                "the same command starts it afresh")
+    if command == "compare":
+        how_on = "run the same command again: finished runs are reused and this one resumes"
+    else:
+        how_on = f"continue with: {_resume_command(argv)}"
+    return (f"{how}{at}; {exc.out_dir} keeps its checkpoint of step {exc.checkpoint_step}; "
+            f"{how_on}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    from pnl_da.engine import signals
+
+    # SIGTERM and SIGINT stop every command with one line and 128 + the signal, from here on
+    with signals.handled():
+        return _main(sys.argv[1:] if argv is None else argv)
+
+
+def _main(argv: list[str]) -> int:
     debug = "--debug" in argv
     command = None
     try:
@@ -460,9 +511,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"pnl-da: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt as exc:
-        print(f"pnl-da: {_interrupted_message(exc, command)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM: 128 + the signal, as a shell reports
+        print(f"pnl-da: {_interrupted_message(exc, command, argv)}", file=sys.stderr)
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     except BrokenPipeError:
         # the reader of stdout went away (`pnl-da list | head`): stop quietly, as shell tools
         # do; stdout goes to /dev/null so that Python's flush at exit cannot fail again

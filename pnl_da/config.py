@@ -111,6 +111,10 @@ class TrainerConfig:
     # (lr * cos(7 pi p / 16), p = step / steps: FixMatch's and USB's, ending at 0.2 lr)
     schedule: str = "inverse"
     epochs: int = 0
+    # A non-finite loss: stop (the default: the run is named, with the step and the loss term)
+    # or skip that step's update and go on, counting it in metrics.jsonl (costs a device sync
+    # per step)
+    on_nan: str = "stop"
 
 
 @dataclass
@@ -197,6 +201,7 @@ CHOICES = {
     "trainer.channels_last": ("auto", "true", "false"),
     "benchmark.train_crop": ("random", "center"),
     "trainer.schedule": ("inverse", "cosine", "fixmatch_cosine"),
+    "trainer.on_nan": ("stop", "skip"),
     "ssl.model": ("dual", "shared"),
     "data.weak.padding": ("zeros", "reflection"),
     "data.strong.padding": ("zeros", "reflection"),
@@ -490,6 +495,37 @@ def on_schema(saved: DictConfig) -> DictConfig:
     if method_schema is not None:
         merged.method = OmegaConf.merge(OmegaConf.structured(method_schema), saved.method)
     return merged
+
+
+# Keys that do not change what a run computes: a finished run is reused, and a checkpoint
+# resumed, across them.
+IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "data.root")
+
+
+def comparable(cfg_yaml: str) -> dict:
+    """The configuration as compared for reuse and resume: on the schema, so that a run saved
+    before a key existed compares equal when that key is at its default."""
+    data = OmegaConf.to_container(on_schema(OmegaConf.create(cfg_yaml)), resolve=True)
+    dataset = data.get("dataset")
+    if dataset is not None and dataset.get("split_seed") is None:
+        dataset["split_seed"] = data.get("seed")  # unset means the run seed: the same subset
+    for key in IGNORED_FOR_REUSE:
+        section, _, leaf = key.partition(".")
+        data.get(section, {}).pop(leaf, None)
+    return data
+
+
+def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
+    # a section's name first: another method reads "method.name", not one of its options
+    for key in sorted(set(old) | set(new), key=lambda k: (k != "name", k)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = first_difference(a, b, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{prefix}{key}: {a!r} in the run, {b!r} now"
+    return None
 
 
 def to_yaml(cfg: DictConfig) -> str:

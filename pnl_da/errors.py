@@ -31,9 +31,24 @@ class DataError(PnlError):
     exit_code = 3
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: which folder it hit and whether it has a checkpoint to resume."""
+class Stopped(KeyboardInterrupt):
+    """A SIGINT or SIGTERM that stops the process where it is (pnl_da/engine/signals.py)."""
 
-    def __init__(self, out_dir, has_checkpoint: bool):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal: the folder, the step it stopped at, the step of the
+    checkpoint it keeps (None: none to resume) and the signal (exit code 128 + signal)."""
+
+    def __init__(self, out_dir, checkpoint_step: int | None, signum: int,
+                 step: int | None = None):
         super().__init__(str(out_dir))
-        self.out_dir, self.has_checkpoint = out_dir, has_checkpoint
+        self.out_dir, self.checkpoint_step, self.signum = out_dir, checkpoint_step, signum
+        self.step = step
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_step is not None

@@ -176,16 +176,19 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_finite_state(cap
                                                                               tmp_path):
     import math
 
+    from pnl_da.engine.checkpoint import load_checkpoint
+
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method=source_only",
                            "trainer.lr=1e9", "--out", str(out), *FAST)
-    assert_one_line_error(code, err, 1, "training diverged", "loss is nan", "trainer.lr",
-                          "checkpoint of step 2")
+    # the first non-finite step and term are named, though the check runs every 50 steps
+    assert_one_line_error(code, err, 1, "training diverged", "loss term 'cls' is nan at step 3",
+                          "trainer.lr", "trainer.on_nan=skip", "checkpoint of step 2")
     assert not (out / "result.json").exists()
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == [2]  # nothing logged after the loss went NaN
     assert all(math.isfinite(v) for r in logged for v in r["losses"].values())
-    state = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
     assert state["step"] == 2
     assert all(torch.isfinite(t).all() for t in state["method"].values()
                if t.is_floating_point())
@@ -211,7 +214,11 @@ def test_ctrl_c_says_what_is_kept_and_how_to_go_on(capsys, tmp_path, monkeypatch
     assert code == 130
     line = err.strip().splitlines()[-1]
     assert line.startswith("pnl-da: interrupted")
-    assert ("keeps its last checkpoint" in line) == kept, line
+    assert ("keeps its checkpoint of step 2" in line) == kept, line
+    if kept and command == "run":  # the command to go on with, to copy and paste
+        assert line.endswith("trainer.device=cpu --resume") and f"--out {tmp_path / 'out'}" in line
+    if kept and command == "compare":
+        assert "run the same command again" in line
     assert ("nothing to resume" in line) == (not kept), line
     assert ("--resume" in line) == (kept and command == "run"), line
     # and the advice works: the same command (with --resume for a run) finishes the run
@@ -471,7 +478,7 @@ def test_a_folder_that_is_not_a_pnl_da_run_is_refused_and_left_as_it_was(capsys,
 def test_run_files_get_the_mode_the_umask_gives_not_private(tmp_path):
     import os
 
-    from pnl_da.engine.checkpoint import write_json
+    from pnl_da.files import write_json
 
     old = os.umask(0o022)
     try:
@@ -499,8 +506,9 @@ def test_a_failed_download_leaves_no_folder_it_made_empty(capsys, tmp_path, monk
 
 
 def test_a_file_that_is_not_a_pnl_da_checkpoint_and_a_failed_write(tmp_path):
-    from pnl_da.engine.checkpoint import load_checkpoint, save_checkpoint, write_json
+    from pnl_da.engine.checkpoint import load_checkpoint, save_checkpoint
     from pnl_da.errors import DataError
+    from pnl_da.files import write_json
 
     torch.save({"x": 1}, tmp_path / "other.pt")
     with pytest.raises(DataError, match="not a pnl-da checkpoint"):

@@ -23,6 +23,16 @@ class DomainData:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def fingerprint(self) -> str:
+        """A digest of the images and labels (about 0.1 s for MNIST's 47 MB): a checkpoint
+        records it, so a run never resumes on data other than the data it started with."""
+        import hashlib
+
+        digest = hashlib.sha256(f"{tuple(self.images.shape)}\n".encode())
+        for tensor in (self.images, self.labels):
+            digest.update(tensor.detach().cpu().contiguous().numpy().data)
+        return digest.hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class Domain:

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from pnl_da.engine.seeding import seed_worker
+from pnl_da.engine.signals import ignore_in_worker
 
 
 class EndlessSampler(Sampler):
@@ -81,6 +82,17 @@ def single_threaded_opencv() -> None:
     cv2.setNumThreads(1)
 
 
+def init_worker(worker_id: int) -> None:
+    ignore_in_worker()
+    seed_worker(worker_id)
+
+
+def own_generator(seed: int) -> torch.Generator:
+    """A DataLoader draws its workers' base seed from this, not from the global generator:
+    a loader created lazily after a resume must not shift the global random state."""
+    return torch.Generator().manual_seed(seed)
+
+
 class LoaderStream:
     """Same interface as DomainStream: ``next(views) -> (dict of views, labels)``."""
 
@@ -101,8 +113,9 @@ class LoaderStream:
         batches = BatchSampler(sampler, self.batch_size, drop_last=True)
         loader = DataLoader(dataset, batch_size=None, sampler=batches,
                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                            persistent_workers=self.workers > 0, worker_init_fn=seed_worker,
-                            prefetch_factor=4 if self.workers > 0 else None)
+                            persistent_workers=self.workers > 0, worker_init_fn=init_worker,
+                            prefetch_factor=4 if self.workers > 0 else None,
+                            generator=own_generator(self.seed))
         self.iterator = iter(loader)
 
     def next(self, views: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -126,7 +139,8 @@ def eval_loader(decoded, transform, batch_size: int, workers: int, device,
     dataset = DecodedDataset(decoded.array, decoded.labels, {"eval": transform}, ("eval",), 0)
     batches = BatchSampler(range(len(dataset)), batch_size, drop_last=False)
     loader = DataLoader(dataset, batch_size=None, sampler=batches, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", worker_init_fn=init_worker,
+                        generator=own_generator(0))
     for batch, labels in loader:
         images = normalize.from_uint8(batch["eval"].to(device, non_blocking=True))
         yield images, labels.to(device, non_blocking=True)

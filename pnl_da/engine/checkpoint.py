@@ -1,67 +1,150 @@
-"""Checkpoints and small run files, written atomically: a temporary file, then a rename, so an
-interrupted write never leaves a broken file where a good one was."""
+"""Checkpoints that can be trusted after a crash: checksummed, fingerprinted, kept in two.
+
+A checkpoint is the file ``torch.save`` writes (a zip archive: ``torch.load`` reads it as
+ever), with a header in the archive's comment: the step, the sha256 and length of the archive
+as torch wrote it, and the fingerprints of the configuration and data it was made with. So a
+file cut short, altered or made for another run is told apart from a good one before its state
+is used, and a message can say which step a whole file holds.
+
+``last.pt`` is written through a temporary file; only once that is whole on disk does the old
+``last.pt`` become ``prev.pt`` and the new one take its place. A kill at any moment leaves a
+whole checkpoint: ``last.pt``, or (between the two renames) ``prev.pt``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
-import pickle
-import tempfile
+import struct
 from pathlib import Path
 
 import torch
 
 from pnl_da.errors import DataError
+from pnl_da.files import atomic_write
+
+COMMENT_MAGIC = b"PNLDA-CHECKPOINT 2 "
+END_OF_ARCHIVE = b"PK\x05\x06"  # the zip end-of-central-directory record: 22 bytes + comment
+CHECKPOINTS = Path("checkpoints")
+LAST = CHECKPOINTS / "last.pt"
+PREVIOUS = CHECKPOINTS / "prev.pt"
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # reading it means setting it; put it straight back
-    os.umask(mask)
-    return mask
+class CorruptCheckpoint(DataError):
+    """A checkpoint file that is not whole: cut short, altered, or not pnl-da's. ``reason`` is
+    the message without its advice, for callers that know better what to offer."""
+
+    def __init__(self, reason: str, advice: str = "restore it, or delete its run folder to "
+                 "train again"):
+        super().__init__(f"{reason}; {advice}")
+        self.reason = reason
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def save_checkpoint(state: dict, path: Path, fingerprints: dict | None = None,
+                    previous: Path | None = None) -> None:
+    """Write ``state`` to ``path``; with ``previous``, the file it replaces is kept there."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    archive = buffer.getbuffer()
+    if bytes(archive[-22:-18]) != END_OF_ARCHIVE or bytes(archive[-2:]) != b"\0\0":
+        raise RuntimeError("torch.save wrote no plain zip archive; pnl-da cannot checksum it")
+    header = {"step": state.get("step"), "sha256": hashlib.sha256(archive).hexdigest(),
+              "bytes": len(archive), **(fingerprints or {})}
+    comment = COMMENT_MAGIC + json.dumps(header).encode()
+    if len(comment) > 0xFFFF:
+        raise RuntimeError("the checkpoint header does not fit in a zip comment")
+
+    def write(handle):
+        handle.write(archive[:-2])
+        handle.write(struct.pack("<H", len(comment)))
+        handle.write(comment)
+
+    def rotate():
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+
+    atomic_write(path, write, before_replace=rotate)
+
+
+def _unreadable(path: Path, reason: str) -> CorruptCheckpoint:
+    reason = " ".join(reason.split()) or "unreadable"
+    reason = reason if len(reason) <= 60 else reason[:57] + "..."
+    return CorruptCheckpoint(f"checkpoint {path} is unreadable ({reason}): it was cut short, "
+                             "altered, or is not a pnl-da checkpoint")
+
+
+def _header(data: bytes) -> tuple[dict, int] | None:
+    """(header, offset of the end record) of a pnl-da checkpoint; None without a header."""
+    end = data.rfind(END_OF_ARCHIVE, max(0, len(data) - 22 - 0xFFFF))
+    while end >= 0:
+        (length,) = struct.unpack("<H", data[end + 20:end + 22] or b"\0\0")
+        comment = data[end + 22:]
+        if len(comment) == length and comment.startswith(COMMENT_MAGIC):
+            try:
+                return json.loads(comment[len(COMMENT_MAGIC):]), end
+            except ValueError:
+                return None
+        end = data.rfind(END_OF_ARCHIVE, 0, end)
+    return None
+
+
+def read_checkpoint(path: Path, map_location="cpu", state: bool = True) -> tuple[dict, dict]:
+    """(header, state) of a checkpoint, verified against its checksum; ``state=False`` reads
+    and verifies the header only (state: {}). Checkpoints of earlier pnl-da versions (no
+    header) load with a header of their step alone."""
+    path = Path(path)
+    data = path.read_bytes()
+    found = _header(data)
+    if found is None:
+        if data[:4] != b"PK\x03\x04":
+            raise _unreadable(path, "not a checkpoint file")
+        return _legacy(path, data, map_location)
+    header, end = found
     try:
-        # mkstemp makes the file private (0600); give it the mode open() would, as
-        # metrics.jsonl gets, so that results on a shared machine are readable by the group
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_checkpoint(state: dict, path: Path) -> None:
-    _atomic(path, lambda handle: torch.save(state, handle))
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """The saved state; a file that is not a whole checkpoint (cut short by a copy, or not
-    written by pnl-da) is a data error naming it, not torch's unpickling message."""
+        size, digest = int(header["bytes"]), header["sha256"]
+    except (KeyError, TypeError, ValueError):
+        raise _unreadable(path, "its header is damaged") from None
+    view = memoryview(data)
+    checksum = hashlib.sha256(view[:end + 20])
+    checksum.update(b"\0\0")  # the comment length, as torch wrote it
+    if end + 22 != size or checksum.hexdigest() != digest:
+        raise _unreadable(path, "its checksum does not match")
+    if not state:
+        return header, {}
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-        words = " ".join(str(exc).split()) or type(exc).__name__
-        reason = words if len(words) <= 60 else words[:57] + "..."
-        raise DataError(f"checkpoint {path} is unreadable ({reason}); it was cut short or is "
-                        "not a pnl-da checkpoint: restore it, or delete its run folder to train "
-                        "again") from exc
+        loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+    except Exception as exc:  # a whole file whose archive torch cannot read (another version)
+        raise _unreadable(path, str(exc) or type(exc).__name__) from None
+    return header, _checked(path, loaded)
+
+
+def _legacy(path: Path, data: bytes, map_location) -> tuple[dict, dict]:
+    try:
+        loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+    except Exception as exc:  # cut short, most often: torch's reader names no cause we could
+        raise _unreadable(path, "cut short: no end of archive"
+                          if END_OF_ARCHIVE not in data[-0x10015:] else
+                          str(exc) or type(exc).__name__) from None
+    loaded = _checked(path, loaded)
+    return {"step": loaded.get("step")}, loaded
+
+
+def _checked(path: Path, state) -> dict:
     if not isinstance(state, dict) or "method" not in state:
-        raise DataError(f"{path} is not a pnl-da checkpoint (no model state in it); restore "
-                        "it, or delete its run folder to train again")
+        raise CorruptCheckpoint(f"{path} is not a pnl-da checkpoint (no model state in it)")
     return state
 
 
-def write_json(path: Path, data) -> None:
-    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
-    _atomic(path, lambda handle: handle.write(text.encode()))
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """The saved state; a file that is not a whole checkpoint is a data error naming it."""
+    return read_checkpoint(path, map_location)[1]
 
 
-def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda handle: handle.write(text.encode()))
+def checkpoint_step(path: Path) -> int | None:
+    """The step a whole checkpoint holds; None when the file is missing or not whole."""
+    try:
+        return read_checkpoint(path, state=False)[0].get("step")
+    except (OSError, DataError):
+        return None

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from pnl_da.config import on_schema
 from pnl_da.data.registry import get_benchmark
-from pnl_da.engine.checkpoint import load_checkpoint
+from pnl_da.engine.checkpoint import LAST, load_checkpoint
 from pnl_da.engine.evaluate import batches_for, evaluate
 from pnl_da.engine.run import (
     CONFIG,
@@ -21,7 +21,7 @@ from pnl_da.engine.run import (
     prepare_domain,
 )
 from pnl_da.engine.ssl_run import prediction_names
-from pnl_da.engine.trainer import CHECKPOINT, autocast, resolve_device
+from pnl_da.engine.trainer import autocast, resolve_device
 from pnl_da.errors import UsageError
 from pnl_da.methods import create_method
 from pnl_da.models.factory import create_model
@@ -39,7 +39,7 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a folder; pass the folder of a finished run "
                          "(it holds result.json)")
-    missing = [p for p in (RESULT, CONFIG, str(CHECKPOINT)) if not (run_dir / p).is_file()]
+    missing = [p for p in (RESULT, CONFIG, str(LAST)) if not (run_dir / p).is_file()]
     if missing and (run_dir.parent / RESULT).is_file():  # a run's checkpoints/ folder
         raise UsageError(f"{run_dir} is inside a run; pass the run's folder, {run_dir.parent}")
     if missing:
@@ -82,7 +82,7 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     device = resolve_device("auto")
     # The whole method, so that what it evaluates (Mean Teacher: its teacher) is restored too.
     method = create_method(cfg.method, create_model(cfg, num_classes), num_classes)
-    method.load_state_dict(load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")["method"])
+    method.load_state_dict(load_checkpoint(run_dir / LAST, map_location="cpu")["method"])
     method.to(device)
     result = evaluate(method.eval_model(), batches_for(cfg, data, device), data.labels,
                       num_classes, lambda: autocast(device, device.type == "cuda"))

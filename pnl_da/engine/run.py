@@ -8,27 +8,35 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from pnl_da.config import on_schema, to_yaml
+from pnl_da.config import comparable, first_difference, to_yaml
 from pnl_da.data.registry import get_benchmark
-from pnl_da.engine.checkpoint import write_json, write_text
+from pnl_da.engine import signals
+from pnl_da.engine.checkpoint import LAST, PREVIOUS, checkpoint_step
 from pnl_da.engine.evaluate import per_class_table
-from pnl_da.engine.trainer import CHECKPOINT, METRICS, RunData, Trainer, resolve_device
+from pnl_da.engine.trainer import METRICS, RunData, Trainer, resolve_device
 from pnl_da.errors import DataError, Interrupted, UsageError, first_line
+from pnl_da.files import WriteFailed, lock_folder, remove_stale_temporaries, write_json, write_text
 from pnl_da.models.factory import check_input_size, check_weights_available
 
 RESULT = "result.json"
 # The metric a benchmark reports first; VisDA's convention is the mean of per-class accuracies.
 HEADLINE = {"visda2017": "mean_class_accuracy"}
 CONFIG = "config.yaml"
-ENV = "env.json"  # versions, device, processor, commit: where the run was made
-# Keys that do not change what a run computes: a finished run is reused across them.
-IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "data.root")
+ENV = "env.json"  # versions, device, processor, commit: where each segment of the run was made
+# what makes a folder hold a run (see holds_run)
+RUN_FILES = (RESULT, str(LAST), str(PREVIOUS), METRICS)
+# what env.json keeps of each segment of a run (a resumed run has one per start)
+SEGMENT_KEYS = ("host", "device", "gpu", "cpu", "cpu_threads", "torch", "git_commit",
+                "git_tracked_files_changed")
 
 
 def task_dirname(source: str, target: str) -> str:
@@ -40,32 +48,6 @@ def default_out_dir(cfg: DictConfig) -> Path:
     b = cfg.benchmark
     return Path("runs") / b.name / task_dirname(b.source, b.target) / cfg.method.name / \
         f"seed{cfg.seed}"
-
-
-def comparable(cfg_yaml: str) -> dict:
-    """The configuration as compared for reuse and resume: on the schema, so that a run saved
-    before a key existed compares equal when that key is at its default."""
-    data = OmegaConf.to_container(on_schema(OmegaConf.create(cfg_yaml)), resolve=True)
-    dataset = data.get("dataset")
-    if dataset is not None and dataset.get("split_seed") is None:
-        dataset["split_seed"] = data.get("seed")  # unset means the run seed: the same subset
-    for key in IGNORED_FOR_REUSE:
-        section, _, leaf = key.partition(".")
-        data.get(section, {}).pop(leaf, None)
-    return data
-
-
-def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
-    # a section's name first: another method reads "method.name", not one of its options
-    for key in sorted(set(old) | set(new), key=lambda k: (k != "name", k)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found = first_difference(a, b, f"{prefix}{key}.")
-            if found:
-                return found
-        elif a != b:
-            return f"{prefix}{key}: {a!r} in the run, {b!r} now"
-    return None
 
 
 def saved_config(out_dir: Path) -> dict:
@@ -94,7 +76,7 @@ def holds_run(out_dir: Path) -> bool:
     """A run is something to keep once it has a checkpoint or a result. A folder holding only
     the config.yaml and env.json of a run that stopped before its first checkpoint (a crash, a
     Ctrl-C, a compare that was killed) is started afresh: there is nothing in it to resume."""
-    return any((out_dir / name).is_file() for name in (RESULT, str(CHECKPOINT), METRICS))
+    return any((out_dir / name).is_file() for name in RUN_FILES)
 
 
 def saved_run_difference(out_dir: Path, cfg_yaml: str) -> str | None:
@@ -115,10 +97,14 @@ def comparison_runs(folder: Path, marker: str = CONFIG) -> list[Path]:
     return sorted(p.parent for p in folder.glob(f"*/seed*/{marker}"))
 
 
-def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
-    """Refuse an output folder that cannot be written or already holds another run."""
+def refuse_file(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output folder {out_dir} is a file; pass --out with a folder path")
+
+
+def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
+    """Refuse an output folder that cannot be written or already holds another run."""
+    refuse_file(out_dir)
     # a comparison: its table, or (while it trains, or after it was stopped) its runs, each
     # in <method>/seed<N>/ below it
     has_table, runs = (out_dir / "comparison.md").is_file(), comparison_runs(out_dir)
@@ -132,7 +118,7 @@ def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
     has_run = holds_run(out_dir)
     if has_run and not (out_dir / CONFIG).is_file():
         # every pnl-da run writes its config.yaml before anything else of it
-        kept = [n for n in (RESULT, str(CHECKPOINT), METRICS) if (out_dir / n).is_file()]
+        kept = [n for n in RUN_FILES if (out_dir / n).is_file()]
         raise UsageError(f"output folder {out_dir} holds {', '.join(kept)} but no {CONFIG}: it "
                          "is not a pnl-da run (or its config.yaml was deleted); choose another "
                          "--out")
@@ -231,7 +217,8 @@ def environment(device: str) -> dict:
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "timm": version("timm"), "albumentations": version("albumentations"),
             "hydra": hydra.__version__, "numpy": numpy.__version__,
-            "pnl_da": version("pnl-da"), "device": device, "gpu": gpu, "cpu": cpu_model(),
+            "pnl_da": version("pnl-da"), "host": socket.gethostname(), "device": device,
+            "gpu": gpu, "cpu": cpu_model(),
             "cpu_threads": torch.get_num_threads(), "git_commit": commit,
             "git_tracked_files_changed": changed}
 
@@ -308,25 +295,76 @@ def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
     }
 
 
-def execute(cfg: DictConfig, out_dir: Path, resume: bool = False,
-            log=print) -> dict:
-    """Train one configuration into ``out_dir``; returns (and writes) result.json."""
+def execute(cfg: DictConfig, out_dir: Path, resume: bool = False, log=print,
+            from_previous: bool = False, go_on: str = "continue with --resume") -> dict:
+    """Train one configuration into ``out_dir``; returns (and writes) result.json.
+
+    The folder is locked for the whole call (one writer per run folder); ``go_on`` is what a
+    message says to do to continue after a stop (compare: run the same command again)."""
     cfg_yaml = to_yaml(cfg)
     # the folders this call creates (the run folder and missing parents), deepest first
     created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     preflight(cfg)
-    check_out_dir(out_dir, cfg_yaml, resume)
+    refuse_file(out_dir)
     try:
-        return _execute(cfg, cfg_yaml, out_dir, resume, log)
-    except KeyboardInterrupt:
-        raise Interrupted(out_dir, (out_dir / CHECKPOINT).is_file()) from None
-    except Exception:
+        with signals.handled():
+            lock = lock_folder(out_dir)
+            try:
+                check_out_dir(out_dir, cfg_yaml, resume or from_previous)
+                # what writers killed mid-write left; none is being written: we hold the lock
+                stale = [*remove_stale_temporaries(out_dir),
+                         *remove_stale_temporaries(out_dir / LAST.parent)]
+                if stale:
+                    log(f"removed {len(stale)} temporary file(s) left in {out_dir} by an "
+                        "interrupted write")
+                return _execute(cfg, cfg_yaml, out_dir, resume or from_previous, from_previous,
+                                log)
+            finally:
+                lock.release()
+    except BaseException as exc:
         # a failure before anything was written (bad data, most often): leave no empty
         # folder behind
         from pnl_da.data.download import remove_empty_folders
 
         remove_empty_folders(created)
+        if isinstance(exc, Interrupted):
+            raise
+        if isinstance(exc, KeyboardInterrupt):  # a signal outside the training loop
+            raise Interrupted(out_dir, kept_step(out_dir),
+                              getattr(exc, "signum", signal.SIGINT)) from None
+        if isinstance(exc, WriteFailed) and out_dir.resolve() in exc.path.resolve().parents:
+            step = kept_step(out_dir)
+            kept = (f"{out_dir} keeps its checkpoint of step {step}: {go_on}" if step is not None
+                    else "nothing was checkpointed: the same command starts the run afresh")
+            raise exc.with_hint(kept) from None
         raise
+
+
+def kept_step(out_dir: Path) -> int | None:
+    """The step of the whole checkpoint a run folder keeps (None: nothing to resume)."""
+    for name in (LAST, PREVIOUS):
+        step = checkpoint_step(out_dir / name)
+        if step is not None:
+            return step
+    return None
+
+
+def record_environment(out_dir: Path, device: str, step: int, resumed: bool) -> None:
+    """env.json: this segment's environment, and every segment's (where it ran, from which
+    step): a resumed run may continue on another machine."""
+    env = environment(device)
+    segments = []
+    if resumed and (out_dir / ENV).is_file():
+        try:
+            old = json.loads((out_dir / ENV).read_text())
+            # written before segments were recorded: its one segment is the file itself
+            segments = old.get("segments") or [{"started": None, "from_step": None,
+                                                **{k: old.get(k) for k in SEGMENT_KEYS}}]
+        except (OSError, ValueError, AttributeError):
+            segments = []
+    segments.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_step": step,
+                     **{k: env[k] for k in SEGMENT_KEYS}})
+    write_json(out_dir / ENV, {**env, "segments": segments})
 
 
 def preflight(cfg: DictConfig) -> None:
@@ -345,7 +383,8 @@ def preflight(cfg: DictConfig) -> None:
         check_k(cfg.method, int(task_section(cfg).num_classes))
 
 
-def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -> dict:
+def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_previous: bool,
+             log) -> dict:
     if resume:
         done = finished_result(out_dir, cfg_yaml)
         if done is not None:
@@ -362,14 +401,19 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
     else:
         data = load_run_data(cfg)
     trainer = Trainer(cfg, data, out_dir)
-    resumed = resume and trainer.resume()
+    resumed = resume and trainer.resume(from_previous)
     if not resumed:
         write_text(out_dir / CONFIG, cfg_yaml)
         (out_dir / METRICS).unlink(missing_ok=True)
     if ssl and not (resumed and (out_dir / ssl_run.SPLIT_FILE).is_file()):
         # a resume recreates a deleted record: the same settings draw the same subset
         write_json(out_dir / ssl_run.SPLIT_FILE, split)
-    write_json(out_dir / ENV, environment(str(trainer.device)))
+    record_environment(out_dir, str(trainer.device), trainer.step, resumed)
+    if trainer.set_aside is not None:
+        log(f"{out_dir / LAST} was set aside as {trainer.set_aside} (kept)")
+    if resumed and trainer.resumed_from.name == PREVIOUS.name and not from_previous:
+        log(f"{out_dir / LAST} is missing (a checkpoint write was interrupted): resuming from "
+            f"{trainer.resumed_from}")
     if resumed:
         log(f"resuming {out_dir} from step {trainer.step}")
     elif resume:
@@ -391,5 +435,7 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, log) -
                if getattr(getattr(d, "decoded", None), "skipped", None)}
     if skipped:  # data.skip_bad_images left these out: the numbers are on fewer images
         result["skipped_images"] = skipped
+    if trainer.skipped_steps:  # trainer.on_nan=skip: steps whose update was skipped
+        result["skipped_steps"] = trainer.skipped_steps
     write_json(out_dir / RESULT, result)
     return result

@@ -11,25 +11,38 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from pnl_da.config import comparable, first_difference, to_yaml
 from pnl_da.data.base import DomainData
 from pnl_da.data.streams import DomainStream, Normalizer
-from pnl_da.engine.checkpoint import load_checkpoint, save_checkpoint
+from pnl_da.engine import signals
+from pnl_da.engine.checkpoint import (
+    LAST,
+    PREVIOUS,
+    CorruptCheckpoint,
+    checkpoint_step,
+    read_checkpoint,
+    save_checkpoint,
+)
 from pnl_da.engine.evaluate import batches_for, evaluate, task_section
 from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
-from pnl_da.errors import PnlError, UsageError
-from pnl_da.methods import Batch, create_method, total_loss
+from pnl_da.errors import DataError, Interrupted, PnlError, UsageError
+from pnl_da.files import append_line, write_text
+from pnl_da.methods import Batch, create_method, is_optimised, total_loss
 from pnl_da.models.factory import create_model
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
 METRICS = "metrics.jsonl"
+# the three streams of a run, as a checkpoint's data fingerprints name them
+DATA_ROLES = {"source": "source", "target_train": "target (training)",
+              "target_eval": "target (evaluation)"}
 
 
 @dataclass
@@ -97,6 +110,37 @@ def make_sgd(groups: list[dict], tcfg) -> torch.optim.SGD:
         return torch.optim.SGD(groups, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.SGD(groups, **kwargs)
+
+
+@dataclass
+class Window:
+    """What the next metrics.jsonl record averages: the losses of the steps since the last
+    evaluation. Checkpointed, so that a run stopped between two evaluations (SIGTERM) logs
+    exactly the record an uninterrupted run would."""
+
+    sums: dict = field(default_factory=dict)  # loss name -> sum over the trained steps
+    trained: int = 0  # steps whose losses are in ``sums``
+    steps: int = 0  # steps run, skipped ones included
+    skipped: int = 0  # steps whose loss was not finite (trainer.on_nan=skip)
+    data_time: float = 0.0  # seconds producing batches (on GPU: launching the work)
+    earlier_s: float = 0.0  # seconds of this window spent in earlier segments of the run
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for key, value in losses.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+        self.trained += 1
+
+    def state_dict(self) -> dict:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "trained": self.trained,
+                "steps": self.steps, "skipped": self.skipped, "data_time": self.data_time,
+                "earlier_s": self.earlier_s}
+
+    @classmethod
+    def from_state(cls, state: dict | None, device: torch.device) -> Window:
+        if not state:  # a checkpoint written at an evaluation, or by an older version
+            return cls()
+        return cls({k: v.to(device) for k, v in state["sums"].items()}, state["trained"],
+                   state["steps"], state["skipped"], state["data_time"], state["earlier_s"])
 
 
 def metrics_records(path: Path) -> list[tuple[str, dict]]:
@@ -175,7 +219,14 @@ class Trainer:
         self.total_steps = total_steps(tcfg, len(data.source) + len(data.target_train))
         self.step = 0
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed
-        self.data_time = 0.0  # seconds spent producing batches (on GPU: launching the work)
+        self.window = Window()
+        self.skip_nonfinite = tcfg.on_nan == "skip"
+        self.skipped_steps = 0  # over the whole run (trainer.on_nan=skip)
+        # the first non-finite step and its loss terms, kept on the device: no sync per step
+        self._nonfinite: dict | None = None
+        self._fingerprints: dict | None = None
+        self.resumed_from: Path | None = None  # the checkpoint this run resumed from
+        self.set_aside: Path | None = None  # a last.pt moved aside by --resume-from prev
 
     # -- pieces -----------------------------------------------------------------------------
 
@@ -218,17 +269,29 @@ class Trainer:
         target_views = self.target.next(self.views["target"])[0] if self.views["target"] else {}
         return Batch(source_views, labels, target_views)
 
-    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+    def train_step(self, step: int) -> dict[str, torch.Tensor] | None:
+        """One step; None when its loss was not finite and trainer.on_nan=skip skipped it."""
         if self.cuda_graphs:  # a new step: the last step's graph outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
         self.method.set_progress(step / self.total_steps)
         self.set_lr(step)
         t0 = time.perf_counter()
         batch = self.next_batch()
-        self.data_time += time.perf_counter() - t0
+        self.window.data_time += time.perf_counter() - t0
+        # the forward updates BatchNorm statistics: a skipped step puts them back
+        buffers = list(self.method.buffers()) if self.skip_nonfinite else []
+        saved = [b.detach().clone() for b in buffers]
         with self.autocast():
             losses = self.method.losses(batch, step)
         loss = total_loss(losses)
+        if self.skip_nonfinite:
+            if not bool(torch.isfinite(loss)):  # a sync per step: the price of skipping
+                with torch.no_grad():
+                    for buffer, value in zip(buffers, saved):
+                        buffer.copy_(value)
+                return None
+        else:
+            self.track_nonfinite(losses, loss, step + 1)
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -237,6 +300,23 @@ class Trainer:
         self.method.after_step()
         losses["total"] = loss
         return {k: v.detach() for k, v in losses.items()}
+
+    def track_nonfinite(self, losses: dict[str, torch.Tensor], loss: torch.Tensor,
+                        step: int) -> None:
+        """Record, on the device, the first step whose loss terms are not all finite, and
+        their values: ``check_finite`` names them (a few tiny kernels, no sync)."""
+        names = [k for k in losses if is_optimised(k)] + ["total"]
+        values = torch.stack([losses[k].detach().float().reshape(()) for k in names[:-1]]
+                             + [loss.detach().float().reshape(())])
+        if self._nonfinite is None or self._nonfinite["names"] != names:
+            self.check_finite()  # the terms changed (never within a method): settle the old
+            self._nonfinite = {"names": names, "values": torch.zeros_like(values),
+                               "step": torch.full((), -1, dtype=torch.long,
+                                                  device=values.device)}
+        record = self._nonfinite
+        newly = values.isfinite().all().logical_not() & (record["step"] < 0)
+        record["step"] = torch.where(newly, step, record["step"])
+        record["values"] = torch.where(newly, values, record["values"])
 
     def evaluate(self, data=None) -> dict:
         data = data or self.data.target_eval
@@ -256,6 +336,8 @@ class Trainer:
             "method_generator": self.method.generator.get_state(),
             "rng": rng_state(),
             "wall_time_s": self.wall_time(),
+            "window": self.window.state_dict(),
+            "skipped_steps": self.skipped_steps,
         }
 
     def wall_time(self) -> float:
@@ -276,28 +358,96 @@ class Trainer:
         self.target.load_state_dict(state["target"])
         self.method.generator.set_state(state["method_generator"])
         set_rng_state(state["rng"])
+        self.window = Window.from_state(state.get("window"), self.device)
+        self.skipped_steps = int(state.get("skipped_steps", 0))
 
-    def resume(self) -> bool:
-        """Continue from ``checkpoints/last.pt`` if there is one; drop later log lines."""
-        path = self.run_dir / CHECKPOINT if self.run_dir else None
-        if path is None or not path.is_file():
+    def fingerprints(self) -> dict:
+        """What a checkpoint must have been made with to resume here: the configuration (as
+        compared for reuse) and a digest of each data stream."""
+        if self._fingerprints is None:
+            digests: dict[int, str] = {}  # the target often trains and is scored on one split
+            data = {}
+            for role in DATA_ROLES:
+                domain = getattr(self.data, role)
+                if id(domain) not in digests:
+                    digests[id(domain)] = domain.fingerprint()
+                data[role] = digests[id(domain)]
+            self._fingerprints = {"config": comparable(to_yaml(self.cfg)), "data": data}
+        return self._fingerprints
+
+    def check_identity(self, path: Path, header: dict) -> None:
+        """Refuse a checkpoint made with another configuration or other data (checkpoints of
+        earlier versions carry no fingerprints and are not checked)."""
+        mine = self.fingerprints()
+        config = header.get("config")
+        if config is not None and config != mine["config"]:
+            diff = first_difference(config, mine["config"]) or "the configuration"
+            raise UsageError(f"checkpoint {path} was made with another configuration "
+                             f"({diff.replace(' in the run,', ' in the checkpoint,')}); resume "
+                             "with the run's own settings, or train in another --out")
+        changed = [role for role, digest in (header.get("data") or {}).items()
+                   if mine["data"].get(role) != digest]
+        if changed:
+            names = ", ".join(f"{DATA_ROLES.get(r, r)} {getattr(self.data, r).name} "
+                              f"({getattr(self.data, r).split})" for r in changed)
+            raise DataError(f"the data changed since checkpoint {path} was written: {names}; "
+                            "its images, labels or list differ from the checkpoint's: restore "
+                            "the data the run started with, or train afresh in another --out")
+
+    def resume(self, from_previous: bool = False) -> bool:
+        """Continue from ``checkpoints/last.pt`` (``from_previous``: from ``prev.pt``, setting
+        ``last.pt`` aside) if there is one; drop later log lines. A damaged last.pt is refused,
+        naming a whole prev.pt to go on from; a missing one (a kill between the two renames of
+        a checkpoint write) is replaced by prev.pt."""
+        if self.run_dir is None:
             return False
+        last, previous = self.run_dir / LAST, self.run_dir / PREVIOUS
+        if from_previous:
+            if not previous.is_file():
+                raise UsageError(f"--resume-from prev: {previous} does not exist; continue "
+                                 "with --resume")
+            path = previous
+        elif last.is_file():
+            path = last
+        elif previous.is_file():
+            path = previous
+        else:
+            return False
+        try:
+            header, state = read_checkpoint(path, map_location="cpu")
+        except CorruptCheckpoint as exc:
+            raise CorruptCheckpoint(exc.reason, self._offer(path, previous)) from None
+        self.check_identity(path, header)
         # On the CPU first: generator states must stay CPU tensors; load_state_dict moves
         # weights and optimiser state to the training device.
-        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
-        self.saved_step = self.step
+        self.load_state_dict(state)
+        if from_previous and last.exists():  # kept, never deleted
+            self.set_aside = last.with_name(f"last-set-aside-{time.strftime('%Y%m%d-%H%M%S')}.pt")
+            os.replace(last, self.set_aside)
+        self.saved_step, self.resumed_from = self.step, path
         metrics = self.run_dir / METRICS
         if metrics.is_file():
             kept = [line for line, record in metrics_records(metrics)
                     if record.get("step", 0) <= self.step]
-            metrics.write_text("".join(line + "\n" for line in kept))
+            write_text(metrics, "".join(line + "\n" for line in kept))
         return True
+
+    @staticmethod
+    def _offer(damaged: Path, previous: Path) -> str:
+        """What to do about a damaged checkpoint: go on from a whole previous one, if any."""
+        step = checkpoint_step(previous) if damaged != previous else None
+        if step is not None:
+            return (f"the previous checkpoint {previous} (step {step}) is whole: continue "
+                    "from it with --resume-from prev (the damaged file is set aside, not "
+                    "deleted)")
+        return "restore it, or train again in another --out"
 
     # -- the loop ---------------------------------------------------------------------------
 
     def fit(self, stop_at: int | None = None) -> dict:
         """Train to ``total_steps`` (or stop after ``stop_at`` steps, for tests); returns the
-        last evaluation and timings."""
+        last evaluation and timings. A SIGTERM or SIGINT (pnl_da/engine/signals.py) ends the
+        step under way, checkpoints it and raises Interrupted."""
         from tqdm import tqdm
 
         tcfg = self.cfg.trainer
@@ -307,38 +457,43 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, disable=not tcfg.progress, file=sys.stderr,
                    dynamic_ncols=True, desc=f"{self.cfg.method.name}", leave=True,
                    mininterval=1.0)
-        sums: dict[str, torch.Tensor] = {}
-        count, train_time = 0, 0.0
-        self.data_time = 0.0
+        train_time = 0.0
         start_wall, last, first_step = time.perf_counter(), None, self.step
-        window_start = time.perf_counter()
-        while self.step < end:
-            t0 = time.perf_counter()
-            losses = self.train_step(self.step)
-            train_time += time.perf_counter() - t0
-            for key, value in losses.items():
-                sums[key] = sums[key] + value if key in sums else value.clone()
-            count += 1
-            self.step += 1
-            if self.step % 50 == 0 or self.step == end:
-                current = float(losses["total"])  # one sync per 50 steps, for the bar anyway
-                self.check_finite(current)
-                bar.update(self.step - bar.n)
-                shown = {"loss": f"{current:.3f}"}
-                if last is not None:
-                    shown["acc"] = f"{last['heads'][self.cfg.method.predict]['accuracy']:.1f}"
-                bar.set_postfix(shown, refresh=False)
-            if self.step % eval_every == 0 or self.step == total:
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize()
-                window = time.perf_counter() - window_start
-                means = {k: float(v) / count for k, v in sums.items()}
-                self.check_finite(means["total"])
-                last = self.evaluate()
-                self.log(last, means, count, window)
-                sums, count, self.data_time = {}, 0, 0.0
-                self.checkpoint()
-                window_start = time.perf_counter()
+        window_start, current = time.perf_counter(), None
+        with signals.deferred():
+            while self.step < end:
+                t0 = time.perf_counter()
+                losses = self.train_step(self.step)
+                train_time += time.perf_counter() - t0
+                self.window.steps += 1
+                if losses is None:
+                    self.window.skipped += 1
+                    self.skipped_steps += 1
+                else:
+                    self.window.add(losses)
+                    current = losses["total"]
+                self.step += 1
+                if self.step % 50 == 0 or self.step == end:
+                    self.check_finite()
+                    bar.update(self.step - bar.n)
+                    shown = {"loss": f"{float(current):.3f}" if current is not None else "-"}
+                    if last is not None:
+                        shown["acc"] = f"{last['heads'][self.cfg.method.predict]['accuracy']:.1f}"
+                    bar.set_postfix(shown, refresh=False)
+                if self.step % eval_every == 0 or self.step == total:
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    self.check_finite()
+                    window_s = self.window.earlier_s + time.perf_counter() - window_start
+                    last = self.evaluate()
+                    self.log(last, window_s)
+                    self.window = Window()
+                    self.checkpoint()
+                    window_start = time.perf_counter()
+                if signals.received() is not None:
+                    bar.close()
+                    self.window.earlier_s += time.perf_counter() - window_start
+                    self.stop_for_signal(signals.received())
         bar.close()
         if last is None:
             last = self.evaluate()
@@ -346,22 +501,42 @@ class Trainer:
                 "steps_trained": self.step - first_step,
                 "wall_time_s": time.perf_counter() - start_wall, "steps_run": self.step}
 
-    def check_finite(self, loss: float) -> None:
-        """Stop a diverged run. A non-finite loss has already reached the weights (the
-        optimiser stepped on it), so nothing after it is evaluated, logged or checkpointed:
-        the last checkpoint stays the last good state."""
-        if math.isfinite(loss):
+    def stop_for_signal(self, signum: int) -> None:
+        """Checkpoint the step just finished (unless it was checkpointed, or its loss was not
+        finite) and stop."""
+        if self.run_dir is not None and self.saved_step != self.step:
+            self.check_finite()
+            self.checkpoint()
+        raise Interrupted(self.run_dir, self.saved_step, signum, step=self.step)
+
+    def check_finite(self) -> None:
+        """Stop a diverged run, naming the first step whose loss was not finite and its loss
+        term. Its update has already reached the weights (the optimiser stepped on it), so
+        nothing after it is evaluated, logged or checkpointed: the last checkpoint stays the
+        last good state."""
+        record = self._nonfinite
+        if record is None:
             return
+        step = int(record["step"])  # the one sync, every 50 steps
+        if step < 0:
+            return
+        values = dict(zip(record["names"], record["values"].tolist()))
+        # a term of its own before the total (which is bad whenever a term is)
+        term = next((n for n, v in values.items() if n != "total" and not math.isfinite(v)),
+                    "total")
         if self.saved_step:  # the folder holds a run with the old settings
             kept = f"its checkpoint of step {self.saved_step} is kept"
             where = f" into another --out (or delete {self.run_dir})" if self.run_dir else ""
         else:
             kept, where = "nothing was checkpointed", ""
-        raise PnlError(f"training diverged: the loss is {loss} by step {self.step}; {kept}; "
-                       f"train again with a lower trainer.lr (now {self.cfg.trainer.lr:g}){where}")
+        raise PnlError(f"training diverged: loss term '{term}' is {values[term]} at step "
+                       f"{step}; {kept}; train again with a lower trainer.lr (now "
+                       f"{self.cfg.trainer.lr:g}) or with trainer.on_nan=skip to skip such "
+                       f"steps{where}")
 
-    def log(self, evaluation: dict, losses: dict, count: int, window_s: float) -> None:
-        heads = evaluation["heads"]
+    def log(self, evaluation: dict, window_s: float) -> None:
+        heads, window = evaluation["heads"], self.window
+        losses = {k: float(v) / max(1, window.trained) for k, v in window.sums.items()}
         record = {
             "step": self.step,
             "lr": self.cfg.trainer.lr * self.lr_factor(self.step - 1),
@@ -370,16 +545,19 @@ class Trainer:
             # final model's when they are the same step
             "accuracy": {h: s["accuracy"] for h, s in heads.items()},
             "mean_class_accuracy": {h: s["mean_class_accuracy"] for h, s in heads.items()},
-            "steps_per_s": round(count / window_s, 2) if window_s > 0 else None,
-            "data_wait_fraction": round(self.data_time / window_s, 4) if window_s > 0 else None,
+            "steps_per_s": round(window.steps / window_s, 2) if window_s > 0 else None,
+            "data_wait_fraction": (round(window.data_time / window_s, 4) if window_s > 0
+                                   else None),
         }
+        if self.skip_nonfinite:
+            record["skipped_steps"] = window.skipped
         if self.method.alignment is not None:
             record["grl_coeff"] = round(self.method.alignment.grl.coeff, 5)
         if self.run_dir is not None:
-            with open(self.run_dir / METRICS, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_line(self.run_dir / METRICS, json.dumps(record))
 
     def checkpoint(self) -> None:
         if self.run_dir is not None:
-            save_checkpoint(self.state_dict(), self.run_dir / CHECKPOINT)
+            save_checkpoint(self.state_dict(), self.run_dir / LAST, self.fingerprints(),
+                            previous=self.run_dir / PREVIOUS)
             self.saved_step = self.step

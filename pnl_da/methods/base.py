@@ -152,7 +152,12 @@ class Method(nn.Module):
         return losses
 
 
+def is_optimised(name: str) -> bool:
+    """Whether a loss dict entry is optimised: logged-only metrics (``*_acc`` such as the
+    domain accuracy, ``*_rate`` such as the share of images given a pseudo label) are not."""
+    return not name.endswith(("_acc", "_rate"))
+
+
 def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of the optimised terms; logged-only metrics (``*_acc`` such as the domain
-    accuracy, ``*_rate`` such as the share of images given a pseudo label) are left out."""
-    return sum(v for k, v in losses.items() if not k.endswith(("_acc", "_rate")))
+    """Sum of the optimised terms."""
+    return sum(v for k, v in losses.items() if is_optimised(k))

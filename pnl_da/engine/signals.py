@@ -1,0 +1,72 @@
+"""SIGTERM and SIGINT during a run: finish the step, checkpoint it, exit 143 / 130.
+
+A cluster preempts a job with SIGTERM (Slurm, Kubernetes) and a person stops one with Ctrl-C.
+While the training loop runs, the first signal is only recorded; the loop finishes its step,
+writes a checkpoint of that step and stops (``Trainer.fit``). Outside the loop (loading data,
+writing the result) and for a second signal, the signal stops the process at once, as a
+``Stopped`` exception that unwinds through the atomic writers (they leave no half file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+from pnl_da.errors import Stopped
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+_state = {"defer": 0, "received": None}
+
+
+def received() -> int | None:
+    """The signal recorded while deferring, if any."""
+    return _state["received"]
+
+
+def _handler(signum, frame):
+    if _state["defer"] and _state["received"] is None:
+        _state["received"] = signum
+        return
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def handled():
+    """Install the handlers for the duration of a command (main thread only: elsewhere Python
+    cannot install them, and the signals go to the main thread anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # a signal the process was started to ignore (SIGINT of a shell's background job) stays
+    # ignored
+    previous = {s: signal.getsignal(s) for s in HANDLED
+                if signal.getsignal(s) is not signal.SIG_IGN}
+    _state["received"] = None
+    for s in previous:
+        signal.signal(s, _handler)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _state["received"] = None
+
+
+@contextlib.contextmanager
+def deferred():
+    """Signals are recorded, not raised, inside this block (the training loop)."""
+    _state["defer"] += 1
+    try:
+        yield
+    finally:
+        _state["defer"] -= 1
+
+
+def ignore_in_worker() -> None:
+    """DataLoader workers leave the signals to the main process: Ctrl-C reaches the whole
+    process group and a cluster signals every process of a job, and a worker that died of it
+    would fail the batch the main process still needs to finish its step. They end when the
+    main process shuts them down, or when it dies."""
+    for s in HANDLED:
+        signal.signal(s, signal.SIG_IGN)
