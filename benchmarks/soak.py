@@ -92,9 +92,9 @@ def soak_one(index: int, seed: int, work: Path, duration: float, max_faults: int
         if kind is not None:
             faults.append(kind)
             if code == -FAULTS[kind] and kind in EXIT:
-                # the signal's default action: it came while Python started, before pnl-da
-                # could handle it (nothing was written yet)
-                early.append(kind)
+                # the signal's default action: it came while Python started or shut down,
+                # outside pnl-da's handlers (before anything was written, or after all was)
+                early.append("exit" if (out / "result.json").is_file() else "start-up")
             elif code == 0:
                 pass  # the signal came as the run ended: it finished
             elif kind == "SIGKILL" and code != -signal.SIGKILL:
@@ -182,8 +182,8 @@ def main() -> int:
         ("files lost", sum(len(r["lost"]) for r in results)),
         ("stale temporary files and locks", sum(r["stale"] for r in results)),
         ("unexpected exit codes", sum(len(r["unexpected"]) for r in results)),
-        ("signals that came before Python let pnl-da handle them (default action)",
-         sum(len(r["early"]) for r in results)),
+        *((f"SIGTERM/SIGINT at Python's {when}, outside pnl-da's handlers (default action)",
+           sum(r["early"].count(when) for r in results)) for when in ("start-up", "exit")),
     ]
     elapsed = time.perf_counter() - started
     table = "\n".join(

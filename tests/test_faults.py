@@ -408,11 +408,18 @@ def test_a_full_disk_under_the_image_cache_is_a_data_error(capsys, tmp_path, mon
     assert leftovers(cache) == [] and not list(cache.glob("*.u8"))
 
 
-SMALL_DISK = textwrap.dedent("""
+SMALL_DISK = textwrap.dedent(r"""
     set -u
-    disk=$1; shift; size=$1; shift
-    mkdir -p "$disk"
+    disk=$1; shift; size=$1; shift; office=$1; shift
+    mkdir -p "$disk" "$disk.cache"
     mount -t tmpfs -o size=$size tmpfs "$disk" || exit 99
+    mount -t tmpfs -o size=1m tmpfs "$disk.cache" || exit 99
+    # an image cache larger than its disk: ENOSPC from the allocation, not SIGBUS
+    python -m pnl_da run office31 "A->W" backbone.name=test_resnet backbone.pretrained=false \
+        trainer.device=cpu data.workers=0 --data-root "$office" data.cache_dir="$disk.cache" \
+        --out "$disk.office" > /dev/null 2> "$disk.cache.err"
+    echo $? > "$disk.cache.code"
+    ls -A "$disk.cache" > "$disk.cache.left"
     run() { "$@" > /dev/null 2>> "$disk.err"; echo $? >> "$disk.codes"; }
     run python -m pnl_da "$@" --out "$disk/run"                  # fills the disk
     cp -a "$disk/run" "$disk.after"
@@ -442,11 +449,13 @@ def test_a_real_full_disk_then_a_read_only_one_then_space_freed(tmp_path, short_
     if prefix is None:  # the injected failures above cover every write site
         pytest.skip("no private mount namespace here (unshare -m / -rm refused)")
     args, reference = SHORT, short_reference
+    make_office31(tmp_path / "data")  # 12 images: 2.4 MB decoded at 256x256
     size = (reference / LAST).stat().st_size
     # room for the run's small files and one checkpoint, not for a second one beside it
     room = f"{(int(size * 1.5) + 256 * 1024) // 1024}k"
     disk = tmp_path / "disk"
-    subprocess.run([*prefix, "bash", "-c", SMALL_DISK, "-", str(disk), room, *args], cwd=ROOT,
+    subprocess.run([*prefix, "bash", "-c", SMALL_DISK, "-", str(disk), room,
+                    str(tmp_path / "data"), *args], cwd=ROOT,
                    env={**env_one_thread(), "PATH": f"{Path(sys.executable).parent}:"
                         f"{os.environ['PATH']}"}, timeout=600, check=True)
     codes = (tmp_path / "disk.codes").read_text().split()
@@ -455,6 +464,10 @@ def test_a_real_full_disk_then_a_read_only_one_then_space_freed(tmp_path, short_
     assert "(No space left on device)" in errors[0] and "keeps its checkpoint of step 2" in \
         errors[0], errors[0]
     assert "cannot write to output folder" in errors[1] and "Read-only" in errors[1], errors[1]
+    cache_error = (tmp_path / "disk.cache.err").read_text().strip().splitlines()[-1]
+    assert (tmp_path / "disk.cache.code").read_text().split() == ["3"], cache_error
+    assert "(No space left on device)" in cache_error and "data.cache_dir" in cache_error
+    assert (tmp_path / "disk.cache.left").read_text().split() == []  # no partial cache, no lock
     after = tmp_path / "disk.after"
     assert checkpoint_step(after / LAST) == 2 and leftovers(after) == []
     assert_same_run(tmp_path / "disk.resumed", reference)
