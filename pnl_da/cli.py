@@ -7,6 +7,7 @@ Errors the user can fix are one line on stderr with the exit code of the interfa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -88,7 +89,8 @@ def _show_or_execute(cfg, args, default_out: Path) -> int:
     result = execute(cfg, out, resume=args.resume or args.resume_from is not None,
                      from_previous=args.resume_from == "prev",
                      log=lambda m: print(m, file=sys.stderr))
-    _print_result(result, out)
+    if result is not None:  # None: a process other than 0 under torchrun, which stays quiet
+        _print_result(result, out)
     return 0
 
 
@@ -440,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _under_torchrun() -> bool:
+    from pnl_da.engine import distributed
+
+    return distributed.launched()
+
+
 def _resume_command(argv: list[str]) -> str:
     """The command that was run, with --resume (and without a --resume-from)."""
     words, skip = [], False
@@ -450,7 +458,11 @@ def _resume_command(argv: list[str]) -> str:
             skip = True
         elif word != "--resume" and not word.startswith("--resume-from="):
             words.append(word)
-    return shlex.join(["pnl-da", *words, "--resume"])
+    from pnl_da.engine import distributed
+
+    size = distributed.world().size
+    start = ["torchrun", f"--nproc_per_node={size}", "-m", "pnl_da"] if size > 1 else ["pnl-da"]
+    return shlex.join([*start, *words, "--resume"])
 
 
 def _interrupted_message(exc: KeyboardInterrupt, command: str | None, argv: list[str]) -> str:
@@ -475,11 +487,19 @@ def _interrupted_message(exc: KeyboardInterrupt, command: str | None, argv: list
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pnl_da.engine import signals
+    from pnl_da.engine import distributed, signals
 
     # SIGTERM and SIGINT stop every command with one line and 128 + the signal, from here on
-    with signals.handled():
-        return _main(sys.argv[1:] if argv is None else argv)
+    try:
+        with signals.handled():
+            if distributed.world().main:
+                return _main(sys.argv[1:] if argv is None else argv)
+            # under torchrun, process 0 speaks for all: the others print nothing
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), \
+                    contextlib.redirect_stderr(quiet):
+                return _main(sys.argv[1:] if argv is None else argv)
+    finally:
+        distributed.shutdown()
 
 
 def _main(argv: list[str]) -> int:
@@ -492,6 +512,10 @@ def _main(argv: list[str]) -> int:
         if not command:
             parser.print_help()
             return 2
+        if command not in ("run", "ssl") and _under_torchrun():
+            raise UsageError(f"`pnl-da {command}` runs in one process: start it without "
+                             "torchrun (torchrun trains one run on several processes: "
+                             "`pnl-da run` and `pnl-da ssl`)")
         # Hydra overrides (KEY=VALUE) may stand anywhere among the options.
         args.overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         unknown = [a for a in rest if a not in args.overrides]

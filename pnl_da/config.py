@@ -115,6 +115,10 @@ class TrainerConfig:
     # or skip that step's update and go on, counting it in metrics.jsonl (costs a device sync
     # per step)
     on_nan: str = "stop"
+    # Under torchrun: BatchNorm statistics over every process's images (SyncBatchNorm, GPUs
+    # only). In domain adaptation a BatchNorm layer normalises source and target images
+    # together; with N processes each would otherwise see 1/N of the batch.
+    sync_bn: bool = False
 
 
 @dataclass

@@ -407,8 +407,8 @@ class _FixedLogits(torch.nn.Module):
 
 
 def test_the_mean_prediction_averages_the_two_prediction_heads_softmaxes_only():
-    batches = [(torch.zeros(4, 1), None)]
-    result = evaluate(_FixedLogits(), batches, torch.tensor([0, 1, 1, 2]), 3, nullcontext)
+    batches = [(torch.zeros(4, 1), torch.tensor([0, 1, 1, 2]))]
+    result = evaluate(_FixedLogits(), batches, 3, nullcontext)
     assert {h: s["accuracy"] for h, s in result["heads"].items()} == {
         "a": 25.0, "b": 50.0, "mean": 50.0}
     assert result["confusion"]["mean"][:, 1].tolist() == [1, 2, 1]  # every image called 1

@@ -93,15 +93,32 @@ def own_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+class ShardOfBatches(Sampler):
+    """Process ``rank``'s slice of each global batch (torchrun); the whole batch for one."""
+
+    def __init__(self, batches, rank: int, size: int):
+        self.batches, self.rank, self.size = batches, rank, size
+
+    def __iter__(self):
+        for batch in self.batches:
+            share = len(batch) // self.size
+            yield batch[self.rank * share:(self.rank + 1) * share]
+
+
 class LoaderStream:
-    """Same interface as DomainStream: ``next(views) -> (dict of views, labels)``."""
+    """Same interface as DomainStream: ``next(views) -> (dict of views, labels)``. With
+    ``shard=(rank, size)`` every process reads its slice of the same global batches; the
+    augmentation of a slice is seeded by its first sample, so it is the process's own and
+    needs no state of its own to resume."""
 
     def __init__(self, decoded, batch_size: int, seed: int, device: torch.device,
-                 transforms: dict, views: tuple, workers: int, normalize):
+                 transforms: dict, views: tuple, workers: int, normalize,
+                 shard: tuple[int, int] = (0, 1)):
+        self.shard = shard
         self.decoded, self.batch_size, self.seed = decoded, batch_size, seed
         self.normalize = normalize  # applied on the device to the uint8 batches
         self.device, self.transforms, self.views, self.workers = device, transforms, views, workers
-        self.consumed = 0  # samples handed to the trainer: the whole resume state
+        self.consumed = 0  # samples of the global batches consumed: the whole resume state
         self.iterator = None
 
     def _start(self) -> None:
@@ -110,7 +127,8 @@ class LoaderStream:
         dataset = DecodedDataset(self.decoded.array, self.decoded.labels, self.transforms,
                                  self.views, self.seed)
         sampler = EndlessSampler(len(dataset), self.batch_size, self.seed, self.consumed)
-        batches = BatchSampler(sampler, self.batch_size, drop_last=True)
+        batches = ShardOfBatches(BatchSampler(sampler, self.batch_size, drop_last=True),
+                                 *self.shard)
         loader = DataLoader(dataset, batch_size=None, sampler=batches,
                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
                             persistent_workers=self.workers > 0, worker_init_fn=init_worker,
@@ -122,7 +140,7 @@ class LoaderStream:
         if self.iterator is None:
             self._start()
         batch, labels = next(self.iterator)
-        self.consumed += len(labels)
+        self.consumed += len(labels) * self.shard[1]
         out = {v: self.normalize.from_uint8(batch[v].to(self.device, non_blocking=True))
                for v in views}
         return out, labels.to(self.device, non_blocking=True)
@@ -133,11 +151,16 @@ class LoaderStream:
     def load_state_dict(self, state: dict) -> None:
         self.consumed, self.iterator = state["consumed"], None
 
+    def reseed(self, seed: int) -> None:
+        """Nothing to do: a batch's augmentation follows from its samples."""
+
 
 def eval_loader(decoded, transform, batch_size: int, workers: int, device,
-                normalize) -> Iterator:
+                normalize, shard: tuple[int, int] = (0, 1)) -> Iterator:
+    """The split in order, once; with ``shard=(rank, size)``, every size-th batch."""
     dataset = DecodedDataset(decoded.array, decoded.labels, {"eval": transform}, ("eval",), 0)
-    batches = BatchSampler(range(len(dataset)), batch_size, drop_last=False)
+    rank, size = shard
+    batches = list(BatchSampler(range(len(dataset)), batch_size, drop_last=False))[rank::size]
     loader = DataLoader(dataset, batch_size=None, sampler=batches, num_workers=workers,
                         pin_memory=device.type == "cuda", worker_init_fn=init_worker,
                         generator=own_generator(0))

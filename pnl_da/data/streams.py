@@ -86,10 +86,17 @@ class DomainStream:
     With ``on_device`` (the default) the uint8 images live on the training device and a batch
     never crosses the bus; without it they stay in (pinned) host memory and each batch is
     copied over before it is augmented on the device.
+
+    ``shard=(rank, size)``: one of ``size`` processes (torchrun). Every process draws the same
+    global batches and keeps its slice of each, so the data a step sees does not depend on the
+    number of processes; the augmentation draws are the process's own.
     """
 
     def __init__(self, data: DomainData, batch_size: int, seed: int, device: torch.device,
-                 normalize: Normalizer, augmentations: dict, on_device: bool = True):
+                 normalize: Normalizer, augmentations: dict, on_device: bool = True,
+                 shard: tuple[int, int] = (0, 1)):
+        from pnl_da.engine.distributed import rank_seed
+
         home = device if on_device else torch.device("cpu")
         self.device = device
         self.images = data.images.to(home)
@@ -97,12 +104,15 @@ class DomainStream:
         if home.type == "cpu" and device.type == "cuda":
             self.images, self.labels = self.images.pin_memory(), self.labels.pin_memory()
         self.sampler = InfiniteSampler(len(data), batch_size, seed, home)
-        self.augment_generator = torch.Generator(device=device).manual_seed(seed + 7919)
+        rank, size = shard
+        self.part = slice(rank * batch_size // size, (rank + 1) * batch_size // size)
+        self.augment_generator = torch.Generator(device=device).manual_seed(
+            rank_seed(seed + 7919, rank))
         self.normalize = normalize
         self.augmentations = augmentations  # view name -> AugmentConfig
 
     def next(self, views: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        index = self.sampler.next()
+        index = self.sampler.next()[self.part]
         batch = self.images.index_select(0, index).to(self.device, non_blocking=True)
         raw = batch.float().div_(255.0)
         out = {}
@@ -122,11 +132,18 @@ class DomainStream:
         self.sampler.load_state_dict(state["sampler"])
         self.augment_generator.set_state(state["augment_generator"])
 
+    def reseed(self, seed: int) -> None:
+        """New augmentation draws (a resume under another number of processes)."""
+        self.augment_generator.manual_seed(seed)
+
 
 def eval_batches(data: DomainData, batch_size: int, device: torch.device,
-                 normalize: Normalizer) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The whole split in order, once, normalised (no augmentation)."""
-    for start in range(0, len(data), batch_size):
+                 normalize: Normalizer, shard: tuple[int, int] = (0, 1)
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The whole split in order, once, normalised (no augmentation); with ``shard=(rank,
+    size)``, every size-th batch from the rank-th."""
+    rank, size = shard
+    for start in range(rank * batch_size, len(data), batch_size * size):
         x = data.images[start:start + batch_size].to(device, non_blocking=True)
         y = data.labels[start:start + batch_size].to(device, non_blocking=True)
         yield normalize(x.float().div_(255.0)), y

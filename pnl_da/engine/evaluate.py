@@ -52,30 +52,35 @@ def task_section(cfg):
     return cfg.dataset if "dataset" in cfg else cfg.benchmark
 
 
-def batches_for(cfg, data, device: torch.device):
-    """The evaluation batches of a domain split, in order, without augmentation."""
+def batches_for(cfg, data, device: torch.device, shard: tuple[int, int] = (0, 1)):
+    """The evaluation batches of a domain split, in order, without augmentation; with
+    ``shard=(rank, size)``, the share of process ``rank`` of ``size`` (torchrun)."""
     batch_size = cfg.trainer.eval_batch_size
     section = task_section(cfg)
     normalize = Normalizer(section.normalize_mean, section.normalize_std)
     if isinstance(data, DomainData):
-        return eval_batches(data, batch_size, device, normalize)
+        return eval_batches(data, batch_size, device, normalize, shard)
     from pnl_da.data.loader_stream import eval_loader
     from pnl_da.data.transforms import build_views
 
     views = build_views(cfg.data.image_size)
     return eval_loader(data.decoded, views["eval"], min(batch_size, 256), cfg.data.workers,
-                       device, normalize)
+                       device, normalize, shard)
 
 
 @torch.no_grad()
-def predict(model, batches, autocast, cuda_graphs: bool = False) -> dict[str, torch.Tensor]:
-    """Predicted classes per head and for the mean of the heads' softmaxes; ``cuda_graphs``: the
-    model's backbone replays CUDA graphs (trainer.cuda_graphs), so each batch is a new step."""
+def predict(model, batches, autocast, cuda_graphs: bool = False
+            ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """(predicted classes per head and for the mean of the heads' softmaxes, the batches'
+    labels); ``cuda_graphs``: the model's backbone replays CUDA graphs (trainer.cuda_graphs),
+    so each batch is a new step."""
     was_training = model.training
     model.eval()
     preds: dict[str, list[torch.Tensor]] = {}
+    labels: list[torch.Tensor] = []
     try:
-        for x, _ in batches:
+        for x, y in batches:
+            labels.append(y.cpu())
             if cuda_graphs:  # see Trainer.train_step (marking imports inductor: seconds)
                 torch.compiler.cudagraph_mark_step_begin()
             with autocast():
@@ -88,16 +93,25 @@ def predict(model, batches, autocast, cuda_graphs: bool = False) -> dict[str, to
             preds.setdefault("mean", []).append(torch.stack(probs).mean(0).argmax(1))
     finally:
         model.train(was_training)
-    return {name: torch.cat(chunks).cpu() for name, chunks in preds.items()}
+    empty = torch.zeros(0, dtype=torch.long)  # a process whose share is no batch
+    return ({name: torch.cat(chunks).cpu() for name, chunks in preds.items()},
+            torch.cat(labels) if labels else empty)
 
 
-def evaluate(model, batches, labels: torch.Tensor, num_classes: int, autocast,
-             cuda_graphs: bool = False) -> dict:
-    """``{"heads": {"a": {...}, "b": {...}, "mean": {...}}, "confusion": {name: matrix}}``."""
-    preds = predict(model, batches, autocast, cuda_graphs)
+def evaluate(model, batches, num_classes: int, autocast, cuda_graphs: bool = False,
+             reduce=None) -> dict:
+    """``{"heads": {"a": {...}, "b": {...}, "mean": {...}}, "confusion": {name: matrix}}``;
+    ``reduce`` sums the confusion matrices of every process (torchrun)."""
+    preds, labels = predict(model, batches, autocast, cuda_graphs)
+    # every process reports every head, though its share may hold no batch
+    heads = getattr(model, "prediction_heads", None)
+    names = [*HEAD_NAMES[:heads], "mean"] if heads else list(preds)
     result = {"heads": {}, "confusion": {}}
-    for name, pred in preds.items():
+    for name in names:
+        pred = preds.get(name, torch.zeros(0, dtype=torch.long))
         confusion = confusion_matrix(pred, labels, num_classes)
+        if reduce is not None:
+            confusion = reduce(confusion)
         result["heads"][name] = scores(confusion)
         result["confusion"][name] = confusion
     return result

@@ -84,8 +84,8 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     method = create_method(cfg.method, create_model(cfg, num_classes), num_classes)
     method.load_state_dict(load_checkpoint(run_dir / LAST, map_location="cpu")["method"])
     method.to(device)
-    result = evaluate(method.eval_model(), batches_for(cfg, data, device), data.labels,
-                      num_classes, lambda: autocast(device, device.type == "cuda"))
+    result = evaluate(method.eval_model(), batches_for(cfg, data, device), num_classes,
+                      lambda: autocast(device, device.type == "cuda"))
     heads = result["heads"]
     predict, chosen = chosen_prediction(result, cfg.method.predict)
     # semi-supervised runs name what each head is (Mean Teacher: a is the teacher)

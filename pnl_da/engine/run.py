@@ -19,11 +19,11 @@ from omegaconf import DictConfig
 
 from pnl_da.config import comparable, first_difference, to_yaml
 from pnl_da.data.registry import get_benchmark
-from pnl_da.engine import signals
+from pnl_da.engine import distributed, signals
 from pnl_da.engine.checkpoint import LAST, PREVIOUS, checkpoint_step
 from pnl_da.engine.evaluate import per_class_table
 from pnl_da.engine.trainer import METRICS, RunData, Trainer, resolve_device
-from pnl_da.errors import DataError, Interrupted, UsageError, first_line
+from pnl_da.errors import DataError, Interrupted, PnlError, UsageError, first_line
 from pnl_da.files import WriteFailed, lock_folder, remove_stale_temporaries, write_json, write_text
 from pnl_da.models.factory import check_input_size, check_weights_available
 
@@ -305,27 +305,31 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False, log=print,
     # the folders this call creates (the run folder and missing parents), deepest first
     created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     preflight(cfg)
-    refuse_file(out_dir)
+    # under torchrun, process 0 looks at the folder and writes; the others follow its word
+    world = distributed.init(resolve_device(distributed.device_for(cfg.trainer.device)))
+    resume = resume or from_previous
     try:
         with signals.handled():
-            lock = lock_folder(out_dir)
+            lock = None
             try:
-                check_out_dir(out_dir, cfg_yaml, resume or from_previous)
-                # what writers killed mid-write left; none is being written: we hold the lock
-                stale = [*remove_stale_temporaries(out_dir),
-                         *remove_stale_temporaries(out_dir / LAST.parent)]
-                if stale:
-                    log(f"removed {len(stale)} temporary file(s) left in {out_dir} by an "
-                        "interrupted write")
-                return _execute(cfg, cfg_yaml, out_dir, resume or from_previous, from_previous,
-                                log)
+                if world.main:
+                    lock, done = _claim(out_dir, cfg_yaml, resume, log)
+                else:
+                    done = _follow()
+                if done is not None:
+                    return done
+                return _execute(cfg, cfg_yaml, out_dir, resume, from_previous,
+                                log if world.main else (lambda message: None), world)
             finally:
-                lock.release()
+                if lock is not None:
+                    lock.release()
     except BaseException as exc:
         # a failure before anything was written (bad data, most often): leave no empty
         # folder behind
         from pnl_da.data.download import remove_empty_folders
 
+        if not world.main:
+            raise
         remove_empty_folders(created)
         if isinstance(exc, Interrupted):
             raise
@@ -340,6 +344,43 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False, log=print,
         raise
 
 
+def _claim(out_dir: Path, cfg_yaml: str, resume: bool, log):
+    """Process 0's look at the folder: (its lock, the result of a finished run or None), told
+    to the other processes; a refusal too, so that they stop with it."""
+    try:
+        refuse_file(out_dir)
+        lock = lock_folder(out_dir)
+        try:
+            check_out_dir(out_dir, cfg_yaml, resume)
+            # what writers killed mid-write left; none is being written: we hold the lock
+            stale = [*remove_stale_temporaries(out_dir),
+                     *remove_stale_temporaries(out_dir / LAST.parent)]
+            if stale:
+                log(f"removed {len(stale)} temporary file(s) left in {out_dir} by an "
+                    "interrupted write")
+            done = finished_result(out_dir, cfg_yaml) if resume else None
+        except BaseException:
+            lock.release()
+            raise
+    except PnlError as exc:
+        distributed.broadcast({"refused": exc.exit_code})
+        raise
+    distributed.broadcast({"refused": None, "done": done})
+    if done is not None:
+        log(f"{out_dir} is already finished; nothing to do")
+    return lock, done
+
+
+def _follow():
+    """What process 0 found (the other processes under torchrun)."""
+    word = distributed.broadcast(None)
+    if word["refused"] is not None:
+        refusal = PnlError("refused by process 0")
+        refusal.exit_code = word["refused"]
+        raise refusal
+    return word["done"]
+
+
 def kept_step(out_dir: Path) -> int | None:
     """The step of the whole checkpoint a run folder keeps (None: nothing to resume)."""
     for name in (LAST, PREVIOUS):
@@ -349,7 +390,8 @@ def kept_step(out_dir: Path) -> int | None:
     return None
 
 
-def record_environment(out_dir: Path, device: str, step: int, resumed: bool) -> None:
+def record_environment(out_dir: Path, device: str, step: int, resumed: bool,
+                       processes: int = 1) -> None:
     """env.json: this segment's environment, and every segment's (where it ran, from which
     step): a resumed run may continue on another machine."""
     env = environment(device)
@@ -363,7 +405,7 @@ def record_environment(out_dir: Path, device: str, step: int, resumed: bool) -> 
         except (OSError, ValueError, AttributeError):
             segments = []
     segments.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_step": step,
-                     **{k: env[k] for k in SEGMENT_KEYS}})
+                     "processes": processes, **{k: env[k] for k in SEGMENT_KEYS}})
     write_json(out_dir / ENV, {**env, "segments": segments})
 
 
@@ -376,6 +418,7 @@ def preflight(cfg: DictConfig) -> None:
     from pnl_da.models.factory import check_backbone_name, check_timm_input_size
 
     check_backbone_name(cfg.backbone.name)
+    check_processes(cfg)
     check_input_size(cfg.backbone.name, cfg.data.image_size)
     check_timm_input_size(cfg.backbone.name, int(cfg.backbone.channels), int(cfg.data.image_size))
     resolve_device(cfg.trainer.device)
@@ -383,13 +426,28 @@ def preflight(cfg: DictConfig) -> None:
         check_k(cfg.method, int(task_section(cfg).num_classes))
 
 
+def check_processes(cfg: DictConfig) -> None:
+    """Under torchrun: batches that split evenly over the processes, SyncBatchNorm on GPUs."""
+    from pnl_da.engine import distributed
+
+    size = distributed.world().size
+    if size == 1:
+        return
+    tcfg = cfg.trainer
+    for key in ("batch_size", "unlabeled_batch_size"):
+        value = int(tcfg[key])
+        if value % size:
+            raise UsageError(f"trainer.{key}={value} is the global batch and does not split "
+                             f"over {size} processes; use a multiple of {size}")
+    device = resolve_device(distributed.device_for(tcfg.device))
+    if tcfg.sync_bn and device.type != "cuda":
+        raise UsageError("trainer.sync_bn=true needs GPUs (torch's SyncBatchNorm runs on CUDA "
+                         "only); leave it out on CPUs")
+
+
 def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_previous: bool,
-             log) -> dict:
-    if resume:
-        done = finished_result(out_dir, cfg_yaml)
-        if done is not None:
-            log(f"{out_dir} is already finished; nothing to do")
-            return done
+             log, world) -> dict | None:
+    """Load, train, score; the files are process 0's to write (the others return None)."""
     check_weights_available(cfg.backbone)
     ssl = "dataset" in cfg  # a semi-supervised run (pnl_da/engine/ssl_run.py)
     if ssl:
@@ -402,13 +460,14 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_p
         data = load_run_data(cfg)
     trainer = Trainer(cfg, data, out_dir)
     resumed = resume and trainer.resume(from_previous)
-    if not resumed:
-        write_text(out_dir / CONFIG, cfg_yaml)
-        (out_dir / METRICS).unlink(missing_ok=True)
-    if ssl and not (resumed and (out_dir / ssl_run.SPLIT_FILE).is_file()):
-        # a resume recreates a deleted record: the same settings draw the same subset
-        write_json(out_dir / ssl_run.SPLIT_FILE, split)
-    record_environment(out_dir, str(trainer.device), trainer.step, resumed)
+    if world.main:
+        if not resumed:
+            write_text(out_dir / CONFIG, cfg_yaml)
+            (out_dir / METRICS).unlink(missing_ok=True)
+        if ssl and not (resumed and (out_dir / ssl_run.SPLIT_FILE).is_file()):
+            # a resume recreates a deleted record: the same settings draw the same subset
+            write_json(out_dir / ssl_run.SPLIT_FILE, split)
+        record_environment(out_dir, str(trainer.device), trainer.step, resumed, world.size)
     if trainer.set_aside is not None:
         log(f"{out_dir / LAST} was set aside as {trainer.set_aside} (kept)")
     if resumed and trainer.resumed_from.name == PREVIOUS.name and not from_previous:
@@ -419,6 +478,8 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_p
     elif resume:
         log(f"{out_dir} has no checkpoint to resume: starting the run")
     summary = trainer.fit()
+    if not world.main:
+        return None
     wall_time = trainer.wall_time()  # a resumed run's includes its earlier segments
     evaluation = summary["evaluation"]
     confusion = evaluation["confusion"][chosen_prediction(evaluation, cfg.method.predict)[0]]
@@ -437,5 +498,6 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_p
         result["skipped_images"] = skipped
     if trainer.skipped_steps:  # trainer.on_nan=skip: steps whose update was skipped
         result["skipped_steps"] = trainer.skipped_steps
+    result["processes"] = world.size  # torchrun: the batch above is the global one
     write_json(out_dir / RESULT, result)
     return result

@@ -10,13 +10,14 @@ writing the result) and for a second signal, the signal stops the process at onc
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 
 from pnl_da.errors import Stopped
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
-_state = {"defer": 0, "received": None}
+_state = {"defer": 0, "received": None, "depth": 0, "previous": {}, "chained": {}}
 
 
 def received() -> int | None:
@@ -31,28 +32,55 @@ def _handler(signum, frame):
     raise Stopped(signum)
 
 
+def _job_system_signals() -> list[int]:
+    """The preemption signal of a job system that handles it in this process: submitit (Hydra's
+    submitit launcher) requeues its job on SIGUSR2, or the signal SUBMITIT_PREEMPT_SIGNAL
+    names. pnl-da checkpoints first, then hands the signal to that handler (``pass_on``)."""
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    number = getattr(signal, f"SIG{name}", None)
+    if number is None or number in HANDLED:
+        return []
+    handler = signal.getsignal(number)
+    return [number] if callable(handler) and handler is not signal.default_int_handler else []
+
+
 @contextlib.contextmanager
 def handled():
     """Install the handlers for the duration of a command (main thread only: elsewhere Python
-    cannot install them, and the signals go to the main thread anyway)."""
+    cannot install them, and the signals go to the main thread anyway). Nested calls keep the
+    outer installation."""
     if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    if _state["depth"]:
+        _state["depth"] += 1
+        try:
+            yield
+        finally:
+            _state["depth"] -= 1
         return
     # a signal the process was started to ignore (SIGINT of a shell's background job) stays
     # ignored
     previous = {s: signal.getsignal(s) for s in HANDLED
                 if signal.getsignal(s) is not signal.SIG_IGN}
-    _state["received"] = None
-    for s in previous:
+    chained = {s: signal.getsignal(s) for s in _job_system_signals()}
+    _state.update(received=None, depth=1, previous={**previous, **chained}, chained=chained)
+    for s in _state["previous"]:
         signal.signal(s, _handler)
     try:
         yield
     finally:
-        for s, handler in previous.items():
+        for s, handler in _state["previous"].items():
             signal.signal(s, handler)
-        _state["received"] = None
+        _state.update(received=None, depth=0, previous={}, chained={})
 
 
+def pass_on(signum: int) -> None:
+    """Run the job system's own handler of ``signum`` (after the checkpoint): submitit's
+    requeues the job and exits."""
+    handler = _state["chained"].get(signum)
+    if handler is not None:
+        handler(signum, None)
 @contextlib.contextmanager
 def deferred():
     """Signals are recorded, not raised, inside this block (the training loop)."""

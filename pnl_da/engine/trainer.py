@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from omegaconf import DictConfig
 from pnl_da.config import comparable, first_difference, to_yaml
 from pnl_da.data.base import DomainData
 from pnl_da.data.streams import DomainStream, Normalizer
-from pnl_da.engine import signals
+from pnl_da.engine import distributed, signals
 from pnl_da.engine.checkpoint import (
     LAST,
     PREVIOUS,
@@ -32,6 +33,7 @@ from pnl_da.engine.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from pnl_da.engine.distributed import rank_seed
 from pnl_da.engine.evaluate import batches_for, evaluate, task_section
 from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
 from pnl_da.errors import DataError, Interrupted, PnlError, UsageError
@@ -169,7 +171,9 @@ class Trainer:
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         tcfg = cfg.trainer
-        self.device = resolve_device(tcfg.device)
+        self.device = resolve_device(distributed.device_for(tcfg.device))
+        # under torchrun: this process's place; each draws 1/size of every batch
+        self.world = distributed.init(self.device)
         on_gpu = self.device.type == "cuda"
         self.bf16 = tcfg.precision == "bf16" or (tcfg.precision == "auto" and on_gpu)
         self.channels_last = tcfg.channels_last == "true" or (tcfg.channels_last == "auto"
@@ -189,6 +193,11 @@ class Trainer:
         self.num_classes = num_classes
         model = create_model(cfg, num_classes)
         self.method = create_method(cfg.method, model, num_classes).to(self.device)
+        if self.world.distributed and tcfg.sync_bn:
+            # BatchNorm statistics over the global batch, source and target images of every
+            # process together, as one process would compute them
+            self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            model = self.method.model
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
             model.channels_last = True
@@ -199,7 +208,16 @@ class Trainer:
             for net in networks:
                 # in place: state_dict keys (checkpoints) stay the same
                 net.backbone.compile(mode="reduce-overhead" if self.cuda_graphs else "default")
-        self.method.generator = torch.Generator(device=self.device).manual_seed(seed + 101)
+        self.method.generator = torch.Generator(device=self.device).manual_seed(
+            rank_seed(seed + 101, self.world.rank))
+        # Gradients averaged over the processes: DDP wraps the method, whose forward is its
+        # losses, so that every module a loss uses (heads, discriminator) is reduced.
+        self.ddp = None
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(
+                self.method, device_ids=[self.device.index] if on_gpu else None)
 
         # One optimiser per network: two for a dual model (each submodel keeps its own, as in
         # the SSL papers' code), one otherwise; a method's own modules join the first.
@@ -232,18 +250,20 @@ class Trainer:
 
     def stream(self, data, seed: int, views: tuple, augmentations: dict,
                batch_size: int | None = None):
-        """In-memory domains stream from tensors on the device; image lists through workers."""
+        """In-memory domains stream from tensors on the device; image lists through workers.
+        ``batch_size`` is the global batch: each process draws its share of it."""
         cfg = self.cfg
         batch_size = batch_size or cfg.trainer.batch_size
+        shard = (self.world.rank, self.world.size)
         if isinstance(data, DomainData):
             return DomainStream(data, batch_size, seed, self.device, self.normalize,
-                                augmentations, on_device=cfg.data.on_device)
+                                augmentations, on_device=cfg.data.on_device, shard=shard)
         from pnl_da.data.loader_stream import LoaderStream
         from pnl_da.data.transforms import build_views
 
         transforms = build_views(cfg.data.image_size, cfg.benchmark.train_crop)
         return LoaderStream(data.decoded, batch_size, seed, self.device,
-                            transforms, views, cfg.data.workers, self.normalize)
+                            transforms, views, cfg.data.workers, self.normalize, shard=shard)
 
     def autocast(self):
         return autocast(self.device, self.bf16)
@@ -282,10 +302,11 @@ class Trainer:
         buffers = list(self.method.buffers()) if self.skip_nonfinite else []
         saved = [b.detach().clone() for b in buffers]
         with self.autocast():
-            losses = self.method.losses(batch, step)
+            losses = (self.ddp or self.method)(batch, step)
         loss = total_loss(losses)
         if self.skip_nonfinite:
-            if not bool(torch.isfinite(loss)):  # a sync per step: the price of skipping
+            finite = distributed.all_reduce(torch.isfinite(loss).float(), "min")  # every process
+            if not bool(finite):  # a sync per step: the price of skipping
                 with torch.no_grad():
                     for buffer, value in zip(buffers, saved):
                         buffer.copy_(value)
@@ -319,26 +340,45 @@ class Trainer:
         record["values"] = torch.where(newly, values, record["values"])
 
     def evaluate(self, data=None) -> dict:
+        """Scores on ``data`` (the evaluation split); under torchrun each process scores its
+        share of the batches and the confusion matrices are summed."""
         data = data or self.data.target_eval
-        return evaluate(self.method.eval_model(), batches_for(self.cfg, data, self.device),
-                        data.labels, self.num_classes, self.autocast,
-                        cuda_graphs=self.cuda_graphs)
+        shard = (self.world.rank, self.world.size)
+        return evaluate(self.method.eval_model(),
+                        batches_for(self.cfg, data, self.device, shard=shard), self.num_classes,
+                        self.autocast, cuda_graphs=self.cuda_graphs,
+                        reduce=distributed.all_reduce)
 
     # -- checkpoints ------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {
+        """The whole state, as process 0 holds it; under torchrun, with every process's own
+        random streams under ``ranks`` (a collective: every process calls it)."""
+        state = {
             "step": self.step,
             "method": self.method.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers],
-            "source": self.source.state_dict(),
-            "target": self.target.state_dict(),
-            "method_generator": self.method.generator.get_state(),
-            "rng": rng_state(),
+            **self.rank_state(),
             "wall_time_s": self.wall_time(),
             "window": self.window.state_dict(),
             "skipped_steps": self.skipped_steps,
+            "processes": self.world.size,
         }
+        if self.world.distributed:
+            state["ranks"] = distributed.gather(self.rank_state())
+        return state
+
+    def rank_state(self) -> dict:
+        """What differs from process to process: the streams' augmentation draws, the
+        method's generator, the global generators."""
+        return {"source": self.source.state_dict(), "target": self.target.state_dict(),
+                "method_generator": self.method.generator.get_state(), "rng": rng_state()}
+
+    def load_rank_state(self, state: dict) -> None:
+        self.source.load_state_dict(state["source"])
+        self.target.load_state_dict(state["target"])
+        self.method.generator.set_state(state["method_generator"])
+        set_rng_state(state["rng"])
 
     def wall_time(self) -> float:
         """Seconds this run has trained, over every segment of a resumed run."""
@@ -354,10 +394,20 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         for optimizer, optimizer_state in zip(self.optimizers, saved):
             optimizer.load_state_dict(optimizer_state)
-        self.source.load_state_dict(state["source"])
-        self.target.load_state_dict(state["target"])
-        self.method.generator.set_state(state["method_generator"])
-        set_rng_state(state["rng"])
+        ranks = state.get("ranks") or [state]
+        if len(ranks) == self.world.size:  # the same number of processes: each its own
+            self.load_rank_state(ranks[self.world.rank])
+        else:
+            # Another number of processes: the data streams continue from the global position
+            # (process 0's), and the other processes' random draws start afresh from their
+            # seed and the step: the run goes on, though not draw for draw as it would have.
+            self.load_rank_state(ranks[0])
+            if self.world.rank:
+                again = 7_919 * self.step
+                for stream in (self.source, self.target):
+                    stream.reseed(rank_seed(again, self.world.rank))
+                self.method.generator.manual_seed(rank_seed(int(self.cfg.seed) + 101 + again,
+                                                            self.world.rank))
         self.window = Window.from_state(state.get("window"), self.device)
         self.skipped_steps = int(state.get("skipped_steps", 0))
 
@@ -421,12 +471,12 @@ class Trainer:
         # On the CPU first: generator states must stay CPU tensors; load_state_dict moves
         # weights and optimiser state to the training device.
         self.load_state_dict(state)
-        if from_previous and last.exists():  # kept, never deleted
+        if from_previous and last.exists() and self.world.main:  # kept, never deleted
             self.set_aside = last.with_name(f"last-set-aside-{time.strftime('%Y%m%d-%H%M%S')}.pt")
             os.replace(last, self.set_aside)
         self.saved_step, self.resumed_from = self.step, path
         metrics = self.run_dir / METRICS
-        if metrics.is_file():
+        if metrics.is_file() and self.world.main:
             kept = [line for line, record in metrics_records(metrics)
                     if record.get("step", 0) <= self.step]
             write_text(metrics, "".join(line + "\n" for line in kept))
@@ -490,10 +540,10 @@ class Trainer:
                     self.window = Window()
                     self.checkpoint()
                     window_start = time.perf_counter()
-                if signals.received() is not None:
+                if self.stop_requested(end):
                     bar.close()
                     self.window.earlier_s += time.perf_counter() - window_start
-                    self.stop_for_signal(signals.received())
+                    self.stop_for_signal(signals.received() or signal.SIGTERM)
         bar.close()
         if last is None:
             last = self.evaluate()
@@ -501,12 +551,24 @@ class Trainer:
                 "steps_trained": self.step - first_step,
                 "wall_time_s": time.perf_counter() - start_wall, "steps_run": self.step}
 
+    def stop_requested(self, end: int) -> bool:
+        """Whether a signal asks the run to stop after this step. Under torchrun every process
+        must stop at the same step: they agree every 50 steps (and at the last), where the
+        loss check syncs anyway, rather than paying an all-reduce per step."""
+        if not self.world.distributed:
+            return signals.received() is not None
+        if self.step % 50 and self.step != end:
+            return False
+        return distributed.any_process(signals.received() is not None, self.device)
+
     def stop_for_signal(self, signum: int) -> None:
         """Checkpoint the step just finished (unless it was checkpointed, or its loss was not
-        finite) and stop."""
+        finite) and stop; a job system's own handler of the signal (submitit requeues the job
+        on its SIGUSR2) runs after the checkpoint."""
         if self.run_dir is not None and self.saved_step != self.step:
             self.check_finite()
             self.checkpoint()
+        signals.pass_on(signum)
         raise Interrupted(self.run_dir, self.saved_step, signum, step=self.step)
 
     def check_finite(self) -> None:
@@ -517,9 +579,16 @@ class Trainer:
         record = self._nonfinite
         if record is None:
             return
-        step = int(record["step"])  # the one sync, every 50 steps
+        first = record["step"]
+        if self.world.distributed:  # the earliest over the processes, so that all stop
+            never = 2**62
+            first = distributed.all_reduce(torch.where(first < 0, never, first), "min")
+            first = torch.where(first == never, -1, first)
+        step = int(first)  # the one sync, every 50 steps
         if step < 0:
             return
+        if step != int(record["step"]):  # another process's loss: this one's were finite
+            record = {**record, "values": torch.full_like(record["values"], float("nan"))}
         values = dict(zip(record["names"], record["values"].tolist()))
         # a term of its own before the total (which is bad whenever a term is)
         term = next((n for n, v in values.items() if n != "total" and not math.isfinite(v)),
@@ -536,7 +605,12 @@ class Trainer:
 
     def log(self, evaluation: dict, window_s: float) -> None:
         heads, window = evaluation["heads"], self.window
-        losses = {k: float(v) / max(1, window.trained) for k, v in window.sums.items()}
+        sums = window.sums
+        if self.world.distributed and sums:  # the mean over every process's batches
+            names = list(sums)  # the same order in every process
+            total = distributed.all_reduce(torch.stack([sums[k].float() for k in names]))
+            sums = dict(zip(names, total / self.world.size))
+        losses = {k: float(v) / max(1, window.trained) for k, v in sums.items()}
         record = {
             "step": self.step,
             "lr": self.cfg.trainer.lr * self.lr_factor(self.step - 1),
@@ -553,11 +627,15 @@ class Trainer:
             record["skipped_steps"] = window.skipped
         if self.method.alignment is not None:
             record["grl_coeff"] = round(self.method.alignment.grl.coeff, 5)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.world.main:
             append_line(self.run_dir / METRICS, json.dumps(record))
 
     def checkpoint(self) -> None:
-        if self.run_dir is not None:
-            save_checkpoint(self.state_dict(), self.run_dir / LAST, self.fingerprints(),
+        """Write the checkpoint (process 0; every process takes part in gathering it)."""
+        if self.run_dir is None:
+            return
+        state = self.state_dict()
+        if self.world.main:
+            save_checkpoint(state, self.run_dir / LAST, self.fingerprints(),
                             previous=self.run_dir / PREVIOUS)
-            self.saved_step = self.step
+        self.saved_step = self.step

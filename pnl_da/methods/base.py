@@ -99,6 +99,11 @@ class Method(nn.Module):
     def alignment_kind(self) -> str:
         return "none"
 
+    def forward(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """A method's forward is its losses: DistributedDataParallel wraps the method and
+        reduces the gradients of every module the losses used."""
+        return self.losses(batch, step)
+
     def eval_model(self) -> nn.Module:
         """The model evaluation scores: the weights, or their EMA with ``method.eval_ema``
         (Mean Teacher: teacher and student side by side)."""
