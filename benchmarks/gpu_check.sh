@@ -11,7 +11,9 @@
 #      images/s and the projected 100-epoch run.
 # Results land in $OUT (or benchmarks/results/gpu) and a short table is printed last.
 # The machine's python lacks hydra-core/omegaconf: wheels copied into .whl/ are installed first
-# (see ../shared/wheels-gpu/README.md).
+# (see ../shared/wheels-gpu/README.md). ssl_mnist.py and pnl_ablation.py run their jobs with
+# Hydra's joblib launcher: add its wheel beside them first (pure Python; joblib itself comes
+# with scikit-learn there): `pip download --no-deps -d .whl hydra-joblib-launcher`.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT"

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import multiprocessing as mp
+import json
+import os
 import statistics
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pnl_da.config import to_yaml  # noqa: E402
+from pnl_da.engine.run import finished_result  # noqa: E402
+from pnl_da.engine.sweep import labelled_sweep, launch  # noqa: E402
 
 # Every PNL row is the starting point plus one change; the starting point is pinned here, so
 # the table does not move when configs/method/pnl.yaml changes its defaults.
@@ -47,25 +54,19 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")[:60]
 
 
-def run_one(job: tuple[str, list[str], int, str, int]) -> tuple[str, int, float]:
-    name, overrides, seed, root, threads = job
-    import torch
-
-    torch.set_num_threads(threads)
-    from pnl_da.config import compose, to_yaml
-    from pnl_da.engine.run import execute, finished_result
+def plan(name: str, overrides: list[str], seed: int, root: str):
+    """One (row, seed): its configuration and run folder."""
+    from pnl_da.config import compose
 
     cfg = compose(TASK + overrides + [f"seed={seed}"], allow_inert=True)  # pinned START
-    out = Path(root) / _slug(name) / f"seed{seed}"
-    done = finished_result(out, to_yaml(cfg))
-    result = done or execute(cfg, out, resume=out.exists(), log=lambda *_: None)
-    return name, seed, result["metrics"]["accuracy"]
+    return cfg, Path(root) / _slug(name) / f"seed{seed}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="runs at a time (Hydra's joblib launcher; 1: one after another)")
     parser.add_argument("--only", default="", help="comma-separated row numbers (1-based)")
     parser.add_argument("--runs", default="benchmarks/runs/ablation")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pnl_ablation.md"))
@@ -76,13 +77,22 @@ def main() -> int:
     names = list(VARIANTS)
     if args.only:
         names = [names[int(i) - 1] for i in args.only.split(",")]
-    threads = max(1, 2 // args.jobs)
-    jobs = [(n, VARIANTS[n], s, args.runs, threads) for n in names for s in seeds]
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    # every (row, seed) a job of one Hydra multirun (pnl_da/engine/sweep.py); finished runs
+    # are reused, unfinished ones resumed
+    planned = {(n, s): plan(n, VARIANTS[n], s, args.runs) for n in names for s in seeds}
+    waiting = [job for job in planned.values()
+               if finished_result(job[1], to_yaml(job[0])) is None]
+    launcher = (["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]
+                if args.jobs > 1 else [])
+    if waiting and launch(labelled_sweep("da", waiting, launcher, Path(args.runs).resolve(),
+                                         threads=threads), log=print):
+        raise SystemExit("not every run finished (see above); run the same command again")
     results: dict[str, dict[int, float]] = {}
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        for name, seed, acc in pool.imap_unordered(run_one, jobs):
-            results.setdefault(name, {})[seed] = acc
-            print(f"{name} seed {seed}: {acc:.2f}", flush=True)
+    for (name, seed), (_, out) in planned.items():
+        acc = json.loads((out / "result.json").read_text())["metrics"]["accuracy"]
+        results.setdefault(name, {})[seed] = acc
+        print(f"{name} seed {seed}: {acc:.2f}", flush=True)
 
     lines = ["# PNL ablation on digits uci->mnist-sample", "",
              f"LeNet, 3000 steps of 64+64 images, lr 0.01; target accuracy (%) of the final "
@@ -100,13 +110,11 @@ def main() -> int:
     import torch
 
     device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
-              else f"CPU ({torch.get_num_threads()} threads per run)")
+              else f"CPU ({threads} threads per run)")
     lines += ["", f"Device: {device}; {'bf16 autocast' if torch.cuda.is_available() else 'fp32'}."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.json:
-        import json
-
         args.json.write_text(json.dumps({n: {"overrides": VARIANTS[n], "accuracy": results[n]}
                                          for n in results}, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)

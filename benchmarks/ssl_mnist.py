@@ -6,6 +6,7 @@ follows the seed (split seed = run seed), so every method sees the same 5 subset
 are reused, so an interrupted benchmark continues where it stopped.
 
     python benchmarks/ssl_mnist.py [--seeds 0,1,2,3,4] [--methods ...] [--jobs 1] [--out FILE.md]
+        [--launcher hydra/launcher=submitit_local ...]
         [--threads N] [--variant NAME=METHOD,KEY=VALUE,...]   (repeatable: an extra row)
         [--no-reference]
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import multiprocessing as mp
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -29,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit, machine  # noqa: E402
 
-from pnl_da.engine.run import ENV  # noqa: E402
+from pnl_da.config import to_yaml  # noqa: E402
+from pnl_da.engine.run import ENV, finished_result  # noqa: E402
+from pnl_da.engine.sweep import labelled_sweep, launch  # noqa: E402
 
 METHODS = ("supervised", "mean_teacher", "fixmatch", "pnl", "pnl_paper")
 BASELINES = ("supervised", "mean_teacher", "fixmatch")
@@ -40,27 +43,15 @@ PAPER_FULL_MNIST_20 = 0.81  # method.md section 4: PNL, full MNIST, 20 labels
 REFERENCE = "supervised-all-labels"  # the full-label row; never counted as a baseline
 
 
-def run_one(job: tuple[str, str, list[str], int, str, int, list[str]]
-            ) -> tuple[str, int, dict, bool]:
-    """Run one (row, seed), or reuse its finished run; the flag says whether it ran now."""
-    name, method, variant, seed, root, threads, extra = job
-    import torch
-
-    torch.set_num_threads(threads)
-    from pnl_da.config import compose, to_yaml
-    from pnl_da.engine.run import execute, finished_result
+def plan(name: str, method: str, variant: list[str], seed: int, root: str,
+         extra: list[str]):
+    """One (row, seed): its configuration and run folder."""
+    from pnl_da.config import compose
 
     cfg = compose(["dataset=mnist-sample", "dataset.labels=20", f"method={method}",
                    f"seed={seed}", "trainer.progress=false", *EXTRA.get(method, []), *variant,
                    *extra], mode="ssl")
-    out = run_dir(root, name, seed)
-    result = finished_result(out, to_yaml(cfg))
-    new = result is None
-    if new:
-        resume = (out / "checkpoints" / "last.pt").is_file()
-        result = execute(cfg, out, resume=resume, log=lambda m: None)
-    print(f"{name} seed {seed}: test error {result['metrics']['error']:.2f}%", flush=True)
-    return name, seed, result, new
+    return cfg, run_dir(root, name, seed)
 
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {}  # row name -> (method, overrides)
@@ -129,7 +120,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at a time (Hydra's joblib launcher; 1: one after another)")
+    parser.add_argument("--launcher", action="append", default=[],
+                        help="a Hydra launcher setting instead, e.g. hydra/launcher=slurm_gpu "
+                        "(repeatable)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per run (default: the cores shared among the jobs)")
     parser.add_argument("--runs", default="benchmarks/runs/ssl_mnist")
@@ -147,14 +142,23 @@ def main() -> int:
 
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.methods.split(",") if m] + list(VARIANTS)
-    threads = args.threads or max(1, (mp.cpu_count() or 1) // max(1, args.jobs))
-    jobs = [(m, *VARIANTS.get(m, (m, [])), s, args.runs, threads, args.overrides)
-            for m in methods for s in seeds]
-    if args.jobs > 1:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            done = pool.map(run_one, jobs)
-    else:
-        done = [run_one(j) for j in jobs]
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    # Every run is a job of one Hydra multirun (pnl_da/engine/sweep.py): its launcher runs
+    # them one after another, in parallel (joblib) or on a cluster (submitit); finished runs
+    # are reused and unfinished ones resumed, so an interrupted benchmark continues.
+    keys = [(m, s) for m in methods for s in seeds]
+    planned = {key: plan(key[0], *VARIANTS.get(key[0], (key[0], [])), key[1], args.runs,
+                         args.overrides) for key in keys}
+    waiting = [job for job in planned.values()
+               if finished_result(job[1], to_yaml(job[0])) is None]
+    launcher = args.launcher or (["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]
+                                 if args.jobs > 1 else [])
+    if waiting and launch(labelled_sweep("ssl", waiting, launcher, Path(args.runs).resolve(),
+                                         threads=threads), log=print):
+        raise SystemExit("not every run finished (see above); run the same command again")
+    made = {job[1] for job in waiting}
+    done = [(m, s, json.loads((planned[m, s][1] / "result.json").read_text()),
+             planned[m, s][1] in made) for m, s in keys]
 
     errors: dict[str, dict[int, float]] = {}
     times: dict[str, list[float]] = {}

@@ -72,8 +72,53 @@ def cmd_run(args) -> int:
     from pnl_da.config import compose
     from pnl_da.engine.run import default_out_dir
 
+    if args.multirun:
+        from pnl_da.data.registry import get_benchmark
+        from pnl_da.engine.sweep import tasks_of
+
+        bench = get_benchmark(args.benchmark)
+        refuse_task_overrides(args.overrides)
+        base = [f"benchmark={bench.name}", *_data_root_override(args.data_root, args.overrides)]
+        top = Path("runs") / bench.name  # a single run's folder is below it
+        return _sweep(args, "da", base, tasks_of(bench.name, args.task), top,
+                      lambda cfg: default_out_dir(cfg).relative_to(top))
+    _refuse_sweeps(args)
     cfg = compose(_base_overrides(args.benchmark, args.task, args.data_root, args.overrides))
     return _show_or_execute(cfg, args, default_out_dir(cfg))
+
+
+def _refuse_sweeps(args) -> None:
+    """Several tasks or values need --multirun (a single run would take only one)."""
+    from pnl_da.engine.sweep import expand, is_hydra_override
+
+    several = "," in getattr(args, "task", "")
+    plain = [o for o in args.overrides if not is_hydra_override(o)]
+    try:
+        jobs = len(expand(plain))
+    except UsageError:  # unreadable: composing it names the override
+        jobs = 1
+    if several or jobs > 1:
+        what = f"tasks '{args.task}'" if several else "values to sweep"
+        raise UsageError(f"several {what}: add --multirun to run one job each "
+                         "(`pnl-da run BENCHMARK 'A->W,D->W' --multirun method=dann,pnl`)")
+    hydra = [o for o in args.overrides if is_hydra_override(o)]
+    if hydra:
+        raise UsageError(f"'{hydra[0]}' sets how Hydra launches a sweep; add --multirun")
+
+
+def _sweep(args, mode: str, base: list[str], tasks, top: Path, relative) -> int:
+    """``--multirun``: plan every job, then launch them with Hydra (``--show-config``: print
+    the plan)."""
+    from pnl_da.engine.sweep import launch, product_sweep
+
+    root = _out_dir(args.out, top).resolve()
+    sweep = product_sweep(mode, base, args.overrides, root, relative, tasks)
+    if args.show_config:
+        print(f"{len(sweep.jobs)} jobs:")
+        for job in sweep.jobs:
+            print(f"  {job.out}: {' '.join(job.overrides)}")
+        return 0
+    return launch(sweep, log=lambda m: print(m, file=sys.stderr))
 
 
 def _show_or_execute(cfg, args, default_out: Path) -> int:
@@ -116,31 +161,19 @@ def cmd_ssl(args) -> int:
     if args.split_seed is not None:
         base.append(f"dataset.split_seed={args.split_seed}")
     base += _data_root_override(args.data_root, args.overrides)
+    if args.multirun:
+        top = Path("runs") / "ssl" / f"{dataset.name}-{args.labels}"
+        return _sweep(args, "ssl", base, None, top,
+                      lambda cfg: default_ssl_out_dir(cfg).relative_to(top))
+    _refuse_sweeps(args)
     cfg = compose(base + list(args.overrides), mode="ssl")
     return _show_or_execute(cfg, args, default_ssl_out_dir(cfg))
 
 
-def _print_ssl_result(result: dict, out: Path) -> None:
-    m = result["metrics"]
-    oracle = result.get("oracle_best_test_error")
-    extra = (f"; oracle best-step test error {oracle['error']:.2f}% at step {oracle['step']}"
-             if oracle else "")
-    print(f"{result['method']} {result['dataset']} {result['labels']} labels seed "
-          f"{result['seed']}: test error {m['error']:.2f}% of the final model "
-          f"({result['prediction_is']}{extra}) -> {out / 'result.json'}")
-
-
 def _print_result(result: dict, out: Path) -> None:
-    if "dataset" in result:
-        _print_ssl_result(result, out)
-        return
-    m = result["metrics"]
-    names = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
-    first = result.get("headline", "accuracy")
-    second = "mean_class_accuracy" if first == "accuracy" else "accuracy"
-    print(f"{result['method']} {result['task']} seed {result['seed']}: target {names[first]} "
-          f"{m[first]:.2f}% ({names[second]} {m[second]:.2f}%, prediction: "
-          f"{result.get('prediction', 'mean')}) -> {out / 'result.json'}")
+    from pnl_da.engine.run import result_line
+
+    print(result_line(result, out))
 
 
 def _method_keys() -> dict[str, set[str]]:
@@ -172,7 +205,12 @@ def cmd_compare(args) -> int:
     from pnl_da.config import available, compose, inert_overrides
     from pnl_da.engine import signals
     from pnl_da.engine.run import default_out_dir, refuse_file
+    from pnl_da.engine.sweep import is_hydra_override
     from pnl_da.files import lock_folder
+
+    # Hydra's settings (hydra/launcher=joblib) say how to launch the runs, not what they are
+    args.hydra = [o for o in args.overrides if is_hydra_override(o)]
+    args.overrides = [o for o in args.overrides if not is_hydra_override(o)]
 
     # each method and seed once, in the order given (a repeat would count one run twice)
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
@@ -226,7 +264,7 @@ def cmd_compare(args) -> int:
 def _compare(args, methods: list[str], plans: list, out_root: Path) -> int:
     """The comparison's runs (reused, resumed or trained) and its table, in a locked folder."""
     from pnl_da.config import to_yaml
-    from pnl_da.engine.run import execute, finished_result, holds_run, saved_run_difference
+    from pnl_da.engine.run import saved_run_difference
     from pnl_da.files import write_text
     from pnl_da.report.tables import aggregate, to_csv, to_latex, to_markdown
 
@@ -239,20 +277,10 @@ def _compare(args, methods: list[str], plans: list, out_root: Path) -> int:
             raise UsageError(f"{out} holds a run with another configuration ({diff}); compare "
                              "reuses identical runs only: choose another --out, or delete that "
                              "folder to train it again")
-    results = []
-    for method, seed, cfg, out, cfg_yaml in jobs:
-        done = finished_result(out, cfg_yaml)
-        if done is not None:
-            print(f"{method} seed {seed}: reusing finished run {out}", file=sys.stderr)
-            results.append(done)
-            continue
-        resume = holds_run(out)
-        print(f"{method} seed {seed}: {'resuming' if resume else 'training'} -> {out}",
-              file=sys.stderr)
-        result = execute(cfg, out, resume=resume, log=lambda m: print(m, file=sys.stderr),
-                         go_on="run the same command again")
-        _print_result(result, out)
-        results.append(result)
+    if args.hydra:  # through Hydra's launcher (joblib, submitit): each run a job
+        results = _launch_compare(jobs, args.hydra, out_root)
+    else:
+        results = [_compare_run(*job) for job in jobs]
     rows = aggregate(results, methods)
     cfg0 = plans[0][2]
     headline = results[0].get("headline", "accuracy") if results else "accuracy"
@@ -268,6 +296,37 @@ def _compare(args, methods: list[str], plans: list, out_root: Path) -> int:
     print(f"written: {out_root / 'comparison.md'}, {out_root / 'comparison.csv'}, "
           f"{out_root / 'comparison.tex'}")
     return 0
+
+
+def _compare_run(method: str, seed: int, cfg, out: Path, cfg_yaml: str) -> dict:
+    """One run of a comparison, in this process: reused, resumed or trained."""
+    from pnl_da.engine.run import execute, finished_result, holds_run
+
+    done = finished_result(out, cfg_yaml)
+    if done is not None:
+        print(f"{method} seed {seed}: reusing finished run {out}", file=sys.stderr)
+        return done
+    resume = holds_run(out)
+    print(f"{method} seed {seed}: {'resuming' if resume else 'training'} -> {out}",
+          file=sys.stderr)
+    result = execute(cfg, out, resume=resume, log=lambda m: print(m, file=sys.stderr),
+                     go_on="run the same command again")
+    _print_result(result, out)
+    return result
+
+
+def _launch_compare(jobs: list, hydra_args: list[str], out_root: Path) -> list[dict]:
+    """The comparison's unfinished runs as jobs of Hydra's launcher; every run's result."""
+    from pnl_da.engine.run import finished_result
+    from pnl_da.engine.sweep import labelled_sweep, launch
+
+    waiting = [(cfg, out) for _, _, cfg, out, cfg_yaml in jobs
+               if finished_result(out, cfg_yaml) is None]
+    if waiting and launch(labelled_sweep("da", waiting, hydra_args, out_root),
+                          log=lambda m: print(m, file=sys.stderr)):
+        raise PnlError("not every run of the comparison finished (see above); run the same "
+                       "command again: finished runs are reused, the others resumed")
+    return [finished_result(out, cfg_yaml) for *_, out, cfg_yaml in jobs]
 
 
 def cmd_evaluate(args) -> int:
@@ -382,7 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="prev: continue from checkpoints/prev.pt, the checkpoint before the "
                      "last (last.pt is set aside, not deleted)")
     run.add_argument("--show-config", action="store_true",
-                     help="print the resolved configuration and exit")
+                     help="print the resolved configuration and exit (--multirun: the jobs)")
+    run.add_argument("--multirun", "-m", action="store_true",
+                     help="a sweep: one job per task and value (method=dann,pnl seed=0,1,2), "
+                     "launched by Hydra (hydra/launcher=joblib|submitit_local|slurm_gpu)")
     common(run)
     run.set_defaults(func=cmd_run)
 
@@ -403,7 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="prev: continue from checkpoints/prev.pt, the checkpoint before the "
                      "last (last.pt is set aside, not deleted)")
     ssl.add_argument("--show-config", action="store_true",
-                     help="print the resolved configuration and exit")
+                     help="print the resolved configuration and exit (--multirun: the jobs)")
+    ssl.add_argument("--multirun", "-m", action="store_true",
+                     help="a sweep: one job per task and value (method=dann,pnl seed=0,1,2), "
+                     "launched by Hydra (hydra/launcher=joblib|submitit_local|slurm_gpu)")
     common(ssl)
     ssl.set_defaults(func=cmd_ssl)
 
@@ -512,6 +577,9 @@ def _main(argv: list[str]) -> int:
         if not command:
             parser.print_help()
             return 2
+        if _under_torchrun() and getattr(args, "multirun", False):
+            raise UsageError("--multirun launches its jobs itself; start it without torchrun "
+                             "(a job on several processes: hydra/launcher=slurm_8gpu)")
         if command not in ("run", "ssl") and _under_torchrun():
             raise UsageError(f"`pnl-da {command}` runs in one process: start it without "
                              "torchrun (torchrun trains one run on several processes: "

@@ -295,6 +295,25 @@ def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
     }
 
 
+def result_line(result: dict, out: Path) -> str:
+    """The line a finished run prints (``run``, ``ssl``, each job of a sweep)."""
+    if "dataset" in result:
+        m = result["metrics"]
+        oracle = result.get("oracle_best_test_error")
+        extra = (f"; oracle best-step test error {oracle['error']:.2f}% at step "
+                 f"{oracle['step']}" if oracle else "")
+        return (f"{result['method']} {result['dataset']} {result['labels']} labels seed "
+                f"{result['seed']}: test error {m['error']:.2f}% of the final model "
+                f"({result['prediction_is']}{extra}) -> {out / 'result.json'}")
+    m = result["metrics"]
+    names = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
+    first = result.get("headline", "accuracy")
+    second = "mean_class_accuracy" if first == "accuracy" else "accuracy"
+    return (f"{result['method']} {result['task']} seed {result['seed']}: target {names[first]} "
+            f"{m[first]:.2f}% ({names[second]} {m[second]:.2f}%, prediction: "
+            f"{result.get('prediction', 'mean')}) -> {out / 'result.json'}")
+
+
 def execute(cfg: DictConfig, out_dir: Path, resume: bool = False, log=print,
             from_previous: bool = False, go_on: str = "continue with --resume") -> dict:
     """Train one configuration into ``out_dir``; returns (and writes) result.json.
