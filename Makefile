@@ -8,7 +8,7 @@ STAMP := $(VENV)/.pnl-da-installed
 # served from local disk on the development machines); override to use others.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint install clean-demo
+.PHONY: demo test lint install clean-demo docs
 
 # torch's CUDA build takes about 5.5 GiB in the venv; a full disk would otherwise surface as pip's
 # 'OSError: [Errno 28]' half-way through the install.
@@ -36,6 +36,11 @@ clean-demo:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# the documentation as a site (site/); strict: a broken link or a page left out of the nav fails
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 test: $(STAMP)
 	$(BIN)/ruff check .
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,4 @@
-"""pnl-da command line: run, ssl, compare, evaluate, download, list.
+"""pnl-da command line: run, ssl, compare, report, analyze, evaluate, download, list.
 
 Errors the user can fix are one line on stderr with the exit code of the interface contract
 (2 usage/configuration, 3 data, 1 other); ``--debug`` shows the traceback instead.
@@ -104,6 +104,8 @@ def _refuse_sweeps(args) -> None:
     hydra = [o for o in args.overrides if is_hydra_override(o)]
     if hydra:
         raise UsageError(f"'{hydra[0]}' sets how Hydra launches a sweep; add --multirun")
+    if args.objective:
+        raise UsageError("--objective chooses among the jobs of a sweep; add --multirun")
 
 
 def _sweep(args, mode: str, base: list[str], tasks, top: Path, relative) -> int:
@@ -112,7 +114,8 @@ def _sweep(args, mode: str, base: list[str], tasks, top: Path, relative) -> int:
     from pnl_da.engine.sweep import launch, product_sweep
 
     root = _out_dir(args.out, top).resolve()
-    sweep = product_sweep(mode, base, args.overrides, root, relative, tasks)
+    sweep = product_sweep(mode, base, args.overrides, root, relative, tasks,
+                          objective=args.objective)
     if args.show_config:
         print(f"{len(sweep.jobs)} jobs:")
         for job in sweep.jobs:
@@ -329,6 +332,33 @@ def _launch_compare(jobs: list, hydra_args: list[str], out_root: Path) -> list[d
     return [finished_result(out, cfg_yaml) for *_, out, cfg_yaml in jobs]
 
 
+def cmd_report(args) -> int:
+    from pnl_da.report.report import write_report
+
+    root = Path(args.runs_dir).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder; pass the folder that holds the runs "
+                         "(e.g. runs/)")
+    out = _out_dir(args.out, root / "report")
+    files = write_report(root, out, log=lambda m: print(m, file=sys.stderr))
+    print(files["md"].read_text(), end="")
+    print(f"written: {', '.join(str(p) for p in files.values())}")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from pnl_da.report.analyze import analyze_run
+
+    run = Path(args.run_dir).expanduser()
+    out = _out_dir(args.out, run / "analysis")
+    summary = analyze_run(run, out, data_root=_data_root(args.data_root) if args.data_root
+                          else None, images=args.images)
+    for line in summary["lines"]:
+        print(line)
+    print(json.dumps(summary["metrics"]))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from pnl_da.engine.evaluate_run import evaluate_run
 
@@ -430,22 +460,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="datasets folder (default: $PNL_DA_DATA, else ./data)")
         p.set_defaults(accepts_overrides=overrides)
 
+    def training(p):
+        """The options of the commands that train (run, ssl)."""
+        p.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+        p.add_argument("--resume-from", choices=("last", "prev"), default=None,
+                       help="prev: continue from checkpoints/prev.pt, the checkpoint before the "
+                       "last (last.pt is set aside, not deleted)")
+        p.add_argument("--show-config", action="store_true",
+                       help="print the resolved configuration and exit (--multirun: the jobs)")
+        p.add_argument("--multirun", "-m", action="store_true",
+                       help="a sweep: one job per task and value (method=dann,pnl seed=0,1,2), "
+                       "launched by Hydra (hydra/launcher=joblib|submitit_local|slurm_gpu)")
+        p.add_argument("--objective", default=None,
+                       help="--multirun: the label-free score to choose by (entropy, im, snd, "
+                       "dev; an optimising sweeper such as hydra/sweeper=optuna maximises or "
+                       "minimises it)")
+        common(p)
+
     run = sub.add_parser("run", help="train one method on one task",
                          usage="pnl-da run BENCHMARK TASK [KEY=VALUE ...] [options]")
     run.add_argument("benchmark")
     run.add_argument("task", help="SOURCE->TARGET, e.g. 'uci->mnist-sample' (quote it); "
                      "then any KEY=VALUE overrides, e.g. method=dann trainer.steps=500")
     run.add_argument("--out", default=None, help="run folder (default: runs/<benchmark>/...)")
-    run.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
-    run.add_argument("--resume-from", choices=("last", "prev"), default=None,
-                     help="prev: continue from checkpoints/prev.pt, the checkpoint before the "
-                     "last (last.pt is set aside, not deleted)")
-    run.add_argument("--show-config", action="store_true",
-                     help="print the resolved configuration and exit (--multirun: the jobs)")
-    run.add_argument("--multirun", "-m", action="store_true",
-                     help="a sweep: one job per task and value (method=dann,pnl seed=0,1,2), "
-                     "launched by Hydra (hydra/launcher=joblib|submitit_local|slurm_gpu)")
-    common(run)
+    training(run)
     run.set_defaults(func=cmd_run)
 
     ssl = sub.add_parser("ssl", help="semi-supervised: train one method on DATASET with N "
@@ -460,16 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     ssl.add_argument("--out", default=None,
                      help="run folder (default: runs/ssl/<dataset>-<labels>/<method>/seed<seed>, "
                      "then -split<S> where the split seed is another)")
-    ssl.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
-    ssl.add_argument("--resume-from", choices=("last", "prev"), default=None,
-                     help="prev: continue from checkpoints/prev.pt, the checkpoint before the "
-                     "last (last.pt is set aside, not deleted)")
-    ssl.add_argument("--show-config", action="store_true",
-                     help="print the resolved configuration and exit (--multirun: the jobs)")
-    ssl.add_argument("--multirun", "-m", action="store_true",
-                     help="a sweep: one job per task and value (method=dann,pnl seed=0,1,2), "
-                     "launched by Hydra (hydra/launcher=joblib|submitit_local|slurm_gpu)")
-    common(ssl)
+    training(ssl)
     ssl.set_defaults(func=cmd_ssl)
 
     cmp = sub.add_parser("compare", help="several methods x seeds on one task, one table",
@@ -493,6 +522,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: the split the run was scored on (test where there is one)")
     common(ev, overrides=False)
     ev.set_defaults(func=cmd_evaluate)
+
+    rep = sub.add_parser("report", help="every finished run below a folder: tables (md, csv, "
+                         "tex, html), pictures, label-free model selection")
+    rep.add_argument("runs_dir")
+    rep.add_argument("--out", default=None, help="default: RUNS_DIR/report")
+    rep.add_argument("--debug", action="store_true")
+    rep.set_defaults(func=cmd_report, accepts_overrides=False)
+
+    an = sub.add_parser("analyze", help="a finished run's features: t-SNE by domain and class, "
+                        "proxy A-distance")
+    an.add_argument("run_dir")
+    an.add_argument("--out", default=None, help="default: RUN_DIR/analysis")
+    an.add_argument("--images", type=int, default=1000,
+                    help="images per domain (a fixed subset; default %(default)s)")
+    common(an, overrides=False)
+    an.set_defaults(func=cmd_analyze)
 
     dl = sub.add_parser("download", help="fetch a benchmark's datasets into the data root")
     dl.add_argument("name")

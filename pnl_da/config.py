@@ -119,6 +119,9 @@ class TrainerConfig:
     # only). In domain adaptation a BatchNorm layer normalises source and target images
     # together; with N processes each would otherwise see 1/N of the batch.
     sync_bn: bool = False
+    # also write the metrics as TensorBoard scalars (<run>/tensorboard/), where the tensorboard
+    # package is installed (pip install 'pnl-da[tensorboard]')
+    tensorboard: bool = True
 
 
 @dataclass
@@ -503,7 +506,7 @@ def on_schema(saved: DictConfig) -> DictConfig:
 
 # Keys that do not change what a run computes: a finished run is reused, and a checkpoint
 # resumed, across them.
-IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "data.root")
+IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "trainer.tensorboard", "data.root")
 
 
 def comparable(cfg_yaml: str) -> dict:

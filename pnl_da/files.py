@@ -210,6 +210,21 @@ class FolderLock:
                 return True
             os.close(fd)
 
+    def held(self) -> bool:
+        """Whether a live process holds the lock, found without taking it or writing (a
+        shared lock on the file fails while another process holds it exclusively)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return exc.errno in (errno.EACCES, errno.EAGAIN)
+        finally:
+            os.close(fd)
+        return False
+
     def acquire(self, wait_s: float = 0.0, on_wait=None) -> bool:
         """Take the lock, waiting up to ``wait_s`` seconds for its holder (``on_wait`` is
         called once if it has to wait); False when it stays held. A holder recorded on this

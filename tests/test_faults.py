@@ -105,7 +105,9 @@ def short_reference(tmp_path_factory) -> Path:
 # -- 1. SIGTERM / SIGINT ---------------------------------------------------------------------
 
 def test_a_signal_checkpoints_the_step_under_way_and_resume_loses_no_step(tmp_path):
-    args = [*DIGITS, "trainer.steps=150", "trainer.eval_every=50", "trainer.batch_size=16",
+    # after the evaluation each stop waits for, 80 or more steps remain, so the signal lands
+    # in training even on a loaded machine
+    args = [*DIGITS, "trainer.steps=160", "trainer.eval_every=40", "trainer.batch_size=16",
             "trainer.progress=false", "trainer.device=cpu"]
     reference = tmp_path / "reference"
     assert cli(*args, "--out", reference).returncode == 0
@@ -123,7 +125,7 @@ def test_a_signal_checkpoints_the_step_under_way_and_resume_loses_no_step(tmp_pa
         assert process.returncode == code, err
         line = err.strip().splitlines()[-1]
         step = checkpoint_step(out / LAST)
-        assert steps[-1] < step < 150
+        assert steps[-1] < step < 160
         assert line.startswith(f"pnl-da: {words} at step {step}; {out} keeps its checkpoint of "
                                f"step {step}; continue with: pnl-da run digits 'uci->ms' "), line
         assert line.endswith(f"--out {out} --resume"), line
@@ -571,7 +573,7 @@ def test_on_nan_skip_skips_the_steps_and_counts_them(capsys, tmp_path, monkeypat
 def test_soak_of_five_runs_loses_nothing(tmp_path):
     out = tmp_path / "soak.md"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks/soak.py"), "--runs", "5",
-                           "--configs", "2", "--jobs", "2", "--out", str(out)], cwd=ROOT,
+                           "--configs", "1", "--jobs", "2", "--out", str(out)], cwd=ROOT,
                           env=env_one_thread(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     table = out.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def test_a_2x2_multirun_gives_four_finished_runs_each_the_single_run(tmp_path, l
     # Hydra's own files beside the run folders, not in them
     assert sorted(p.name for p in (out / "uci2mnist-sample/dann/seed1").iterdir()) == [
         "checkpoints", "config.yaml", "env.json", "metrics.jsonl", "per_class.csv",
-        "result.json"]
+        "result.json", "tensorboard"]
     assert list(out.glob("multirun/*/multirun.yaml"))
     again = pnl_da("run", "digits", "uci->ms", "--multirun", "method=source_only,dann",
                    "seed=0,1", *SHORT, "--out", out)  # the same sweep again: all reused
@@ -62,7 +63,7 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(tm
     run = out / "uci2mnist-sample/dann/seed0"
     sweep = subprocess.Popen(
         [sys.executable, "-m", "pnl_da", "run", "digits", "uci->ms", "--multirun", "method=dann",
-         "seed=0", "trainer.steps=300", "trainer.eval_every=50", "trainer.progress=false",
+         "seed=0", "trainer.steps=200", "trainer.eval_every=50", "trainer.progress=false",
          "trainer.device=cpu", "hydra/launcher=submitit_local", "--out", str(out)],
         cwd=ROOT, env=env_one_thread(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
@@ -76,12 +77,12 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(tm
     _, err = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, err
     segments = json.loads((run / "env.json").read_text())["segments"]
-    assert len(segments) == 2 and 50 <= segments[1]["from_step"] < 300  # the step under way
-    assert [r["step"] for r in metrics(run)] == [50, 100, 150, 200, 250, 300]
+    assert len(segments) == 2 and 50 <= segments[1]["from_step"] < 200  # the step under way
+    assert [r["step"] for r in metrics(run)] == [50, 100, 150, 200]
     log = "".join(p.read_text() for p in out.glob("multirun/*/.submitit/*/*_log.err"))
     assert "this job is preempted" in log
     assert f"resuming {run} from step {segments[1]['from_step']}" in log
-    assert checkpoint_step(run / LAST) == 300
+    assert checkpoint_step(run / LAST) == 200
 
 
 def test_a_submitit_job_of_two_tasks_is_one_run_on_two_processes(tmp_path):
@@ -156,3 +157,23 @@ def test_the_slurm_presets_compose_into_submitits_launcher(preset, tasks, gpus):
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.tasks_per_node, launcher.gpus_per_node) == (tasks, gpus)
     assert launcher.signal_delay_s == 120 and launcher.max_num_timeout == 20
+
+
+def test_a_sweep_optimises_a_label_free_score_never_a_target_label_metric(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "--multirun", "method.k=2,3",
+                           "--objective", "accuracy", *SHORT)
+    assert_one_line_error(code, err, 2, "never a target-label metric", "snd")
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "--multirun",
+                           "method.k=choice(2,3)", "hydra/sweeper=optuna", *SHORT)
+    assert_one_line_error(code, err, 2, "needs the score to optimise", "--objective")
+    out = tmp_path / "optuna"
+    done = pnl_da("run", "digits", "uci->ms", "--multirun", "method.k=choice(2,3)",
+                  "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "--objective", "im",
+                  *SHORT, "--out", out)
+    assert done.returncode == 0, done.stderr
+    runs = {p.parent: json.loads(p.read_text()) for p in out.rglob("result.json")}
+    assert runs and all("method.k=" in str(folder) for folder in runs)
+    best = max(runs.items(), key=lambda kv: kv[1]["validation"]["im"])
+    assert f"chosen by im (higher is better, no target label read): {best[0]}" in done.stderr
+    value = float(re.search(r"Best value: (\S+)", done.stdout + done.stderr).group(1))
+    assert value == pytest.approx(best[1]["validation"]["im"])

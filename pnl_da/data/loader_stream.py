@@ -156,11 +156,13 @@ class LoaderStream:
 
 
 def eval_loader(decoded, transform, batch_size: int, workers: int, device,
-                normalize, shard: tuple[int, int] = (0, 1)) -> Iterator:
-    """The split in order, once; with ``shard=(rank, size)``, every size-th batch."""
+                normalize, shard: tuple[int, int] = (0, 1), indices=None) -> Iterator:
+    """The split in order, once; with ``shard=(rank, size)``, every size-th batch; with
+    ``indices``, only those images."""
     dataset = DecodedDataset(decoded.array, decoded.labels, {"eval": transform}, ("eval",), 0)
     rank, size = shard
-    batches = list(BatchSampler(range(len(dataset)), batch_size, drop_last=False))[rank::size]
+    order = range(len(dataset)) if indices is None else indices.tolist()
+    batches = list(BatchSampler(order, batch_size, drop_last=False))[rank::size]
     loader = DataLoader(dataset, batch_size=None, sampler=batches, num_workers=workers,
                         pin_memory=device.type == "cuda", worker_init_fn=init_worker,
                         generator=own_generator(0))

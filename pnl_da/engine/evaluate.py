@@ -52,20 +52,25 @@ def task_section(cfg):
     return cfg.dataset if "dataset" in cfg else cfg.benchmark
 
 
-def batches_for(cfg, data, device: torch.device, shard: tuple[int, int] = (0, 1)):
+def batches_for(cfg, data, device: torch.device, shard: tuple[int, int] = (0, 1),
+                indices: torch.Tensor | None = None):
     """The evaluation batches of a domain split, in order, without augmentation; with
-    ``shard=(rank, size)``, the share of process ``rank`` of ``size`` (torchrun)."""
+    ``shard=(rank, size)``, the share of process ``rank`` of ``size`` (torchrun); with
+    ``indices``, only those images."""
     batch_size = cfg.trainer.eval_batch_size
     section = task_section(cfg)
     normalize = Normalizer(section.normalize_mean, section.normalize_std)
     if isinstance(data, DomainData):
+        if indices is not None:
+            data = DomainData(data.images.index_select(0, indices),
+                              data.labels.index_select(0, indices), data.name, data.split)
         return eval_batches(data, batch_size, device, normalize, shard)
     from pnl_da.data.loader_stream import eval_loader
     from pnl_da.data.transforms import build_views
 
     views = build_views(cfg.data.image_size)
     return eval_loader(data.decoded, views["eval"], min(batch_size, 256), cfg.data.workers,
-                       device, normalize, shard)
+                       device, normalize, shard, indices)
 
 
 @torch.no_grad()
@@ -96,6 +101,32 @@ def predict(model, batches, autocast, cuda_graphs: bool = False
     empty = torch.zeros(0, dtype=torch.long)  # a process whose share is no batch
     return ({name: torch.cat(chunks).cpu() for name, chunks in preds.items()},
             torch.cat(labels) if labels else empty)
+
+
+@torch.no_grad()
+def outputs(model, batches, autocast, prediction: str = "mean", cuda_graphs: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(probabilities of the reported prediction, features, labels) of every image, on the
+    CPU, in float: what the label-free validation scores read (labels: DEV's source only)."""
+    was_training = model.training
+    model.eval()
+    probs, features, labels = [], [], []
+    try:
+        for x, y in batches:
+            if cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with autocast():
+                feats, logits = model(x)
+            logits = logits[:getattr(model, "prediction_heads", len(logits))]
+            heads = [torch.softmax(z.float(), dim=1) for z in logits]
+            chosen = dict(zip(HEAD_NAMES, heads)).get(prediction) if prediction != "mean" \
+                else None
+            probs.append((chosen if chosen is not None else torch.stack(heads).mean(0)).cpu())
+            features.append(feats.float().flatten(1).cpu())
+            labels.append(y.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(probs), torch.cat(features), torch.cat(labels)
 
 
 def evaluate(model, batches, num_classes: int, autocast, cuda_graphs: bool = False,

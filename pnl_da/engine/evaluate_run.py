@@ -33,9 +33,9 @@ def describe_task(dataset) -> str:
             f"{dataset.image_size}, {dataset.channels} channel{plural}")
 
 
-def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = None,
-                 data_root: str | None = None) -> tuple[dict, str]:
-    """Returns the metrics of the run's prediction (as in result.json) and a readable report."""
+def finished_run_config(run_dir: Path, data_root: str | None = None):
+    """The configuration of a finished run (data.root replaced where given); a folder that is
+    not one is a usage error saying what it is."""
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a folder; pass the folder of a finished run "
                          "(it holds result.json)")
@@ -52,10 +52,26 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
         raise UsageError(f"{run_dir} is not a finished run (no {missing[0]}); finish it with "
                          f"`pnl-da {command} ... --resume --out {run_dir}` first")
     cfg = on_schema(OmegaConf.load(run_dir / CONFIG))
-    ssl = "dataset" in cfg
     root = data_root or cfg.data.root
     check_data_root(root)
     cfg.data.root = root
+    return cfg
+
+
+def load_method(run_dir: Path, cfg, num_classes: int, device):
+    """The run's whole method with its final weights, so that what it evaluates (Mean
+    Teacher: its teacher) is restored too."""
+    method = create_method(cfg.method, create_model(cfg, num_classes), num_classes)
+    method.load_state_dict(load_checkpoint(run_dir / LAST, map_location="cpu")["method"])
+    return method.to(device)
+
+
+def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = None,
+                 data_root: str | None = None) -> tuple[dict, str]:
+    """Returns the metrics of the run's prediction (as in result.json) and a readable report."""
+    cfg = finished_run_config(run_dir, data_root)
+    ssl = "dataset" in cfg
+    root = cfg.data.root
     if ssl:
         from pnl_da.data.ssl_datasets import SSL_DATASETS, get_ssl_dataset
 
@@ -80,10 +96,7 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     data = prepare_domain(cfg, raw)
 
     device = resolve_device("auto")
-    # The whole method, so that what it evaluates (Mean Teacher: its teacher) is restored too.
-    method = create_method(cfg.method, create_model(cfg, num_classes), num_classes)
-    method.load_state_dict(load_checkpoint(run_dir / LAST, map_location="cpu")["method"])
-    method.to(device)
+    method = load_method(run_dir, cfg, num_classes, device)
     result = evaluate(method.eval_model(), batches_for(cfg, data, device), num_classes,
                       lambda: autocast(device, device.type == "cuda"))
     heads = result["heads"]

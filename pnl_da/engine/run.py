@@ -176,7 +176,10 @@ def load_run_data(cfg: DictConfig) -> RunData:
                         f"{target.name} has {classes[1]}; both lists must use the same "
                         f"{bench.num_classes} class indices")
     prepared = {k: prepare_domain(cfg, d) for k, d in raw.items()}
-    return RunData(*(prepared[k] for k in keys))
+    heldout = None
+    if "test" in source.splits and keys[0][1] != "test":  # DEV's labeled validation set
+        heldout = prepare_domain(cfg, source.load(cfg.data.root, "test"))
+    return RunData(*(prepared[k] for k in keys), source_heldout=heldout)
 
 
 def prepare_domain(cfg: DictConfig, data):
@@ -292,6 +295,7 @@ def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
         "heads": evaluation["heads"],
         "wall_time_s": round(wall_time, 2),
         "train_steps_per_s": train_rate(fit),
+        "validation": evaluation.get("validation"),
     }
 
 

@@ -121,6 +121,7 @@ def summarize_ssl(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict
         "prediction_is": names.get(predict, predict),
         "heads": {h: {**s, "error": 100 - s["accuracy"]} for h, s in heads.items()},
         "oracle_best_test_error": oracle_best(out_dir / METRICS, predict),
+        "validation": evaluation.get("validation"),
         "wall_time_s": round(wall_time, 2),
         "train_steps_per_s": train_rate(fit),
     }

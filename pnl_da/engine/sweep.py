@@ -19,9 +19,11 @@ step under way, and submitit requeues the job, which resumes from that checkpoin
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +119,9 @@ class Sweep:
     root: Path
     task_nodes: dict[str, tuple[str, str]] = field(default_factory=dict)  # +task choices
     labelled: bool = False  # jobs named by +pnl_da_job=N (compare), not by their overrides
+    # a sweeper that chooses its jobs as it goes (Optuna): the job of a set of overrides
+    planner: Callable[[list[str]], Job] | None = None
+    objective: str | None = None  # the label-free score each job returns to the sweeper
 
 
 def folder_for(root: Path, relative: Path, job: list[str], extra_keys: list[str]) -> Path:
@@ -158,13 +163,25 @@ def launch(sweep: Sweep, log=print) -> int:
     plans = {tuple(job.overrides): job for job in sweep.jobs}
     failures: list[int] = []
 
-    def run_job(_cfg) -> dict | None:
+    def run_job(_cfg):
         from hydra.core.hydra_config import HydraConfig
 
-        job = plans.get(tuple(HydraConfig.get().overrides.task))
+        overrides = list(HydraConfig.get().overrides.task)
+        job = plans.get(tuple(overrides))
+        if job is None and sweep.planner is not None:  # a job the sweeper chose
+            try:
+                job = sweep.planner(overrides)
+            except PnlError as exc:
+                print(f"pnl-da: error: {' '.join(overrides)}: {exc}", file=sys.stderr)
+                return float("nan") if sweep.objective else None
         if job is None:
-            raise RuntimeError(f"a job pnl-da did not plan: {HydraConfig.get().overrides.task}")
-        return run_planned(job)
+            raise RuntimeError(f"a job pnl-da did not plan: {overrides}")
+        result = run_planned(job)
+        if sweep.objective is None:
+            return result
+        # the sweeper optimises a score of target images alone, never a target-label metric
+        value = ((result or {}).get("validation") or {}).get(sweep.objective)
+        return float("nan") if value is None else float(value)
 
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     argv = ["--multirun", f"hydra.sweep.dir={sweep.root}/multirun/{stamp}",
@@ -181,14 +198,42 @@ def launch(sweep: Sweep, log=print) -> int:
         failures.append(int(exc.code or 1))
     finally:
         sys.argv = saved
+    if sweep.planner is not None and not sweep.jobs:  # the sweeper's jobs: found afterwards
+        sweep.jobs = [job for job in (_job_of(sweep, f) for f in _results_below(sweep.root))
+                      if job is not None]
     finished = [job for job in sweep.jobs if (job.out / "result.json").is_file()]
     log(f"{len(finished)} of {len(sweep.jobs)} jobs finished, in {sweep.root}")
+    if sweep.objective and finished:
+        from pnl_da.engine.validators import BETTER
+
+        scored = [(json.loads((job.out / "result.json").read_text()).get("validation") or {})
+                  .get(sweep.objective) for job in finished]
+        pairs = [(v, job) for v, job in zip(scored, finished) if v is not None]
+        if pairs:
+            pick = (max if BETTER[sweep.objective] == "higher" else min)(pairs,
+                                                                          key=lambda p: p[0])
+            log(f"chosen by {sweep.objective} ({BETTER[sweep.objective]} is better, no target "
+                f"label read): {pick[1].out} ({sweep.objective} {pick[0]:.4f})")
     for job in sweep.jobs:
         if job not in finished:
             log(f"  not finished: {job.out} ({' '.join(job.overrides)})")
     if failures or len(finished) < len(sweep.jobs):
         return failures[0] if failures else 1
     return 0
+
+
+def _results_below(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("config.yaml")
+                  if "multirun" not in p.relative_to(root).parts)
+
+
+def _job_of(sweep: Sweep, folder: Path) -> Job | None:
+    from omegaconf import OmegaConf
+
+    try:
+        return Job([], OmegaConf.load(folder / "config.yaml"), folder)
+    except Exception:  # noqa: BLE001 - not a run of the sweep
+        return None
 
 
 def run_planned(job: Job) -> dict | None:
@@ -258,31 +303,65 @@ def check_folders(jobs: list[Job]) -> None:
 
 
 def product_sweep(mode: str, base: list[str], overrides: list[str], root: Path,
-                  relative, tasks: dict[str, tuple[str, str]] | None = None) -> Sweep:
+                  relative, tasks: dict[str, tuple[str, str]] | None = None,
+                  objective: str | None = None) -> Sweep:
     """The sweep of ``run``/``ssl --multirun``: ``base`` (the command's arguments as overrides),
     ``overrides`` (KEY=A,B sweeps and Hydra settings), the tasks (domain adaptation); each job
-    composed and placed at ``root / relative(cfg)``, the single run's folder below ``root``."""
+    composed and placed at ``root / relative(cfg)``, the single run's folder below ``root``.
+    With a sweeper that chooses its jobs (``hydra/sweeper=optuna``), the settings it leaves
+    fixed are checked now and each job when the sweeper makes it; ``objective`` names the
+    label-free score a job returns to it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     from pnl_da.config import compose
+    from pnl_da.engine.validators import BETTER
 
     hydra_args = [o for o in overrides if is_hydra_override(o)]
     check_launchers(hydra_args)
+    optimising = any(o.partition("=")[0].lstrip("+") == "hydra/sweeper" and
+                     not o.endswith("=basic") for o in hydra_args)
+    if objective is not None and objective not in BETTER:
+        raise UsageError(f"--objective {objective}: a sweep optimises a score of target images "
+                         f"alone, never a target-label metric; choose one of: "
+                         f"{', '.join(BETTER)}")
+    if optimising and objective is None:
+        raise UsageError("a sweeper that optimises needs the score to optimise: add --objective "
+                         f"with one of {', '.join(BETTER)} (computed without target labels)")
+    if objective and optimising and not any(o.startswith("hydra.sweeper.direction=")
+                                            for o in hydra_args):
+        direction = "maximize" if BETTER[objective] == "higher" else "minimize"
+        hydra_args.append(f"hydra.sweeper.direction={direction}")
     sweep_args = [*base, *(o for o in overrides if not is_hydra_override(o))]
     if tasks:
         sweep_args.append(f"+{TASK_GROUP}={','.join(tasks)}")
-    expanded = expand(sweep_args)
-    extra = [k for k in swept_keys(expanded)
-             if k not in ("method", "seed", "dataset.split_seed", f"+{TASK_GROUP}")]
-    jobs = []
-    for job in expanded:
+    if optimising:  # the sweeper draws the values: they become the jobs' folders
+        parsed = OverridesParser.create().parse_overrides(sweep_args)
+        extra = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    else:
+        expanded = expand(sweep_args)
+        extra = swept_keys(expanded)
+    extra = [k for k in extra if k not in ("method", "seed", "dataset.split_seed",
+                                            f"+{TASK_GROUP}")]
+
+    def planner(job: list[str]) -> Job:
         ours = [o for o in job if not o.startswith(f"+{TASK_GROUP}=")]
         name = next((o.split("=", 1)[1] for o in job if o.startswith(f"+{TASK_GROUP}=")), None)
         if name is not None:
             source, target = tasks[name]
             ours += [f"benchmark.source={source}", f"benchmark.target={target}"]
         cfg = compose(ours, mode=mode)
-        jobs.append(Job(job, cfg, folder_for(root, relative(cfg), job, extra)))
-    check_folders(jobs)
-    return Sweep(mode, jobs, [*sweep_args, *hydra_args], root, tasks or {})
+        return Job(job, cfg, folder_for(root, relative(cfg), job, extra))
+
+    if optimising:
+        fixed = [o for o in OverridesParser.create().parse_overrides(sweep_args)
+                 if not o.is_sweep_override()]
+        planner([o.input_line for o in fixed])  # what the sweeper leaves fixed, checked now
+        jobs = []
+    else:
+        jobs = [planner(job) for job in expanded]
+        check_folders(jobs)
+    return Sweep(mode, jobs, [*sweep_args, *hydra_args], root, tasks or {},
+                 planner=planner if optimising else None, objective=objective)
 
 
 def labelled_sweep(mode: str, planned: list[tuple[DictConfig, Path]], hydra_args: list[str],

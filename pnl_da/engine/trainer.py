@@ -52,6 +52,8 @@ class RunData:
     source: DomainData  # labeled, for training
     target_train: DomainData  # unlabeled, for training (its labels are never read)
     target_eval: DomainData  # for evaluation
+    # the source's held-out labeled split, where it has one: DEV's validation set
+    source_heldout: DomainData | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -243,6 +245,7 @@ class Trainer:
         # the first non-finite step and its loss terms, kept on the device: no sync per step
         self._nonfinite: dict | None = None
         self._fingerprints: dict | None = None
+        self._board = None  # TensorBoard's writer, made at the first record
         self.resumed_from: Path | None = None  # the checkpoint this run resumed from
         self.set_aside: Path | None = None  # a last.pt moved aside by --resume-from prev
 
@@ -338,6 +341,30 @@ class Trainer:
         newly = values.isfinite().all().logical_not() & (record["step"] < 0)
         record["step"] = torch.where(newly, step, record["step"])
         record["values"] = torch.where(newly, values, record["values"])
+
+    def validation_scores(self) -> dict[str, float]:
+        """The label-free model-selection scores (pnl_da/engine/validators.py) on a fixed
+        subset of the unlabeled target training images; DEV where the source has a held-out
+        split. Every process computes the same (no collective)."""
+        from pnl_da.engine import validators
+        from pnl_da.engine.evaluate import outputs
+
+        model, predict = self.method.eval_model(), self.cfg.method.predict
+        target = self.data.target_train
+        chosen = validators.subset(len(target))
+        probs, features, _ = outputs(model, batches_for(self.cfg, target, self.device,
+                                                        indices=chosen),
+                                     self.autocast, predict, self.cuda_graphs)
+        source = None
+        heldout = self.data.source_heldout
+        if heldout is not None:
+            picked = validators.subset(len(heldout), seed=1)
+            source_probs, source_features, labels = outputs(
+                model, batches_for(self.cfg, heldout, self.device, indices=picked),
+                self.autocast, predict, self.cuda_graphs)
+            losses = -source_probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log()[:, 0]
+            source = (source_features, losses)
+        return validators.scores(probs, source, features)
 
     def evaluate(self, data=None) -> dict:
         """Scores on ``data`` (the evaluation split); under torchrun each process scores its
@@ -504,7 +531,10 @@ class Trainer:
         total, eval_every = self.total_steps, max(1, int(tcfg.eval_every))
         end = total if stop_at is None else min(stop_at, total)
         self.method.train()
-        bar = tqdm(total=total, initial=self.step, disable=not tcfg.progress, file=sys.stderr,
+        # step, loss, accuracy, steps/s and the time left, on a terminal only: a log file or
+        # a cluster job's output gets no carriage-return noise
+        shown = tcfg.progress and sys.stderr.isatty()
+        bar = tqdm(total=total, initial=self.step, disable=not shown, file=sys.stderr,
                    dynamic_ncols=True, desc=f"{self.cfg.method.name}", leave=True,
                    mininterval=1.0)
         train_time = 0.0
@@ -536,6 +566,7 @@ class Trainer:
                     self.check_finite()
                     window_s = self.window.earlier_s + time.perf_counter() - window_start
                     last = self.evaluate()
+                    last["validation"] = self.validation_scores()
                     self.log(last, window_s)
                     self.window = Window()
                     self.checkpoint()
@@ -547,6 +578,8 @@ class Trainer:
         bar.close()
         if last is None:
             last = self.evaluate()
+            last["validation"] = self.validation_scores()
+        self.close_board()
         return {"evaluation": last, "train_time_s": train_time,
                 "steps_trained": self.step - first_step,
                 "wall_time_s": time.perf_counter() - start_wall, "steps_run": self.step}
@@ -625,10 +658,41 @@ class Trainer:
         }
         if self.skip_nonfinite:
             record["skipped_steps"] = window.skipped
+        if "validation" in evaluation:  # label-free model-selection scores
+            record["validation"] = evaluation["validation"]
         if self.method.alignment is not None:
             record["grl_coeff"] = round(self.method.alignment.grl.coeff, 5)
         if self.run_dir is not None and self.world.main:
             append_line(self.run_dir / METRICS, json.dumps(record))
+            self.board_scalars(record)
+
+    def board_scalars(self, record: dict) -> None:
+        """The record's numbers as TensorBoard scalars (trainer.tensorboard, with the
+        tensorboard package installed: the extra 'tensorboard'), under <run>/tensorboard/."""
+        if self._board is False or not self.cfg.trainer.tensorboard:
+            return
+        if self._board is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # the optional extra is not installed
+                self._board = False
+                return
+            # a resumed run: events after its checkpoint, written before the stop, are dropped
+            purge = self.saved_step + 1 if self.saved_step else None
+            self._board = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
+        step = record["step"]
+        for group in ("losses", "accuracy", "mean_class_accuracy", "validation"):
+            for name, value in record.get(group, {}).items():
+                self._board.add_scalar(f"{group}/{name}", value, step)
+        for name in ("lr", "grl_coeff", "steps_per_s", "data_wait_fraction", "skipped_steps"):
+            if record.get(name) is not None:
+                self._board.add_scalar(f"train/{name}", record[name], step)
+        self._board.flush()
+
+    def close_board(self) -> None:
+        if self._board:
+            self._board.close()
+            self._board = None
 
     def checkpoint(self) -> None:
         """Write the checkpoint (process 0; every process takes part in gathering it)."""

@@ -1,0 +1,112 @@
+"""`pnl-da analyze RUN_DIR`: where a finished run puts source and target images.
+
+The final model's features of a fixed subset of each domain (the source's training split, the
+target's evaluation split) are embedded with t-SNE (scikit-learn) and drawn twice, coloured by
+domain and by class; the proxy A-distance (Ben-David et al. 2007; Ganin et al. 2016) is
+2 (1 - 2 e), e the test error of a linear classifier telling the domains apart from the
+features (trained on half of them): 0 when the domains are indistinguishable, 2 when they are
+separable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pnl_da.errors import UsageError
+
+
+def proxy_a_distance(source: torch.Tensor, target: torch.Tensor, seed: int = 0) -> float:
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    features = torch.cat([source, target]).double().numpy()
+    domains = [0] * len(source) + [1] * len(target)
+    x_train, x_test, y_train, y_test = train_test_split(
+        features, domains, test_size=0.5, random_state=seed, stratify=domains)
+    scaler = StandardScaler().fit(x_train)
+    classifier = LinearSVC(C=1.0, max_iter=5000, random_state=seed)
+    classifier.fit(scaler.transform(x_train), y_train)
+    error = 1.0 - classifier.score(scaler.transform(x_test), y_test)
+    return 2.0 * (1.0 - 2.0 * min(error, 0.5))
+
+
+def tsne_figure(source: torch.Tensor, target: torch.Tensor, source_labels: torch.Tensor,
+                target_labels: torch.Tensor, title: str, seed: int = 0):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    features = torch.cat([source, target]).double().numpy()
+    points = TSNE(n_components=2, init="pca", random_state=seed,
+                  perplexity=min(30.0, (len(features) - 1) / 3)).fit_transform(features)
+    n = len(source)
+    fig, (by_domain, by_class) = plt.subplots(1, 2, figsize=(11, 5))
+    by_domain.scatter(points[:n, 0], points[:n, 1], s=4, c="tab:blue", label="source")
+    by_domain.scatter(points[n:, 0], points[n:, 1], s=4, c="tab:red", label="target")
+    by_domain.legend(markerscale=3)
+    by_domain.set_title("by domain")
+    labels = torch.cat([source_labels, target_labels]).numpy()
+    scatter = by_class.scatter(points[:, 0], points[:, 1], s=4, c=labels, cmap="tab20")
+    by_class.set_title("by class (both domains)")
+    fig.colorbar(scatter, ax=by_class, label="class")
+    for ax in (by_domain, by_class):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig, points
+
+
+def analyze_run(run_dir: Path, out: Path, data_root: str | None = None,
+                images: int = 1000) -> dict:
+    from pnl_da.data.registry import get_benchmark
+    from pnl_da.engine import validators
+    from pnl_da.engine.evaluate import batches_for, outputs
+    from pnl_da.engine.evaluate_run import finished_run_config, load_method
+    from pnl_da.engine.run import prepare_domain
+    from pnl_da.engine.trainer import autocast, resolve_device
+    from pnl_da.files import write_json
+
+    cfg = finished_run_config(run_dir, data_root)
+    if "dataset" in cfg:
+        raise UsageError(f"{run_dir} is a semi-supervised run: analyze compares a source and a "
+                         "target domain (pnl-da run)")
+    if images < 10:
+        raise UsageError(f"--images {images}: use at least 10 images per domain")
+    bench = get_benchmark(cfg.benchmark.name)
+    device = resolve_device("auto")
+    method = load_method(run_dir, cfg, int(cfg.benchmark.num_classes), device)
+    model = method.eval_model()
+    feats, labels = [], []
+    for name, split in ((cfg.benchmark.source, "train"),
+                        (cfg.benchmark.target, cfg.benchmark.target_eval_split)):
+        data = prepare_domain(cfg, bench.domain(name).load(cfg.data.root, split))
+        chosen = validators.subset(len(data), images, seed=2)
+        _, f, y = outputs(model, batches_for(cfg, data, device, indices=chosen),
+                          lambda: autocast(device, device.type == "cuda"), cfg.method.predict)
+        feats.append(f)
+        labels.append(y)
+    pad = proxy_a_distance(*feats)
+    task = f"{cfg.benchmark.source}->{cfg.benchmark.target}"
+    fig, _ = tsne_figure(feats[0], feats[1], labels[0], labels[1],
+                         f"{cfg.method.name} {task}: t-SNE of the final features "
+                         f"(proxy A-distance {pad:.3f})")
+    out.mkdir(parents=True, exist_ok=True)
+    figure = out / "tsne.png"
+    fig.savefig(figure, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    metrics = {"proxy_a_distance": pad, "source_images": len(feats[0]),
+               "target_images": len(feats[1]), "features": int(feats[0].shape[1])}
+    write_json(out / "analysis.json", metrics)
+    lines = [f"{run_dir}: {cfg.method.name} {task}, {len(feats[0])} source and "
+             f"{len(feats[1])} target images, {feats[0].shape[1]}-d features",
+             f"  proxy A-distance {pad:.3f} (0: domains indistinguishable, 2: separable)",
+             f"  t-SNE by domain and by class: {figure}"]
+    return {"metrics": metrics, "lines": lines}
