@@ -37,6 +37,37 @@ def test_mnist_sample_is_the_bundled_file_unchanged_and_its_readme_counts_are_tr
     assert torch.bincount(data.labels).tolist() == [int(n) for n in documented.split(",")]
 
 
+def test_shifted_domains_are_the_documented_functions_of_the_bundled_data():
+    sample = DIGITS.domain("ms").load("unused", "all")
+    inverted = DIGITS.domain("msi").load("unused", "all")
+    assert torch.equal(inverted.images, 255 - sample.images)
+    assert torch.equal(inverted.labels, sample.labels)
+
+    thick = DIGITS.domain("mst").load("unused", "all").images.int()
+    assert (thick >= sample.images.int()).all()  # a dilation only adds ink
+    assert thick.float().mean() > 1.5 * sample.images.float().mean()
+    pixel = sample.images.int()[7, 0]
+    y, x = (pixel == pixel.max()).nonzero()[0].tolist()  # an inked pixel spreads to its 3x3
+    assert (thick[7, 0, max(0, y - 1):y + 2, max(0, x - 1):x + 2] >= pixel[y, x]).all()
+
+    blended = DIGITS.domain("mms").load("unused", "all")
+    again = DIGITS.domain("mnist-m-sample").load("unused", "all")
+    assert blended.images.shape == (4998, 3, 28, 28) and torch.equal(blended.images,
+                                                                     again.images)
+    assert torch.equal(blended.labels, sample.labels)
+    # |patch - digit|: where the digit is full white the pixel is the patch's inverse, so the
+    # digit's strokes stay visible against the photograph
+    ink = sample.images.expand(-1, 3, -1, -1) == 255
+    assert blended.images[ink].float().std() > 30  # colour from the photographs, not flat
+
+    lowres = DIGITS.domain("ul").load("unused", "all").images
+    assert lowres.shape == (1797, 1, 28, 28)
+    box = lowres[:, :, 6:22, 6:22]
+    assert lowres.sum() == box.sum()  # 16x16 centred: nothing outside it
+    assert torch.equal(box[:, :, ::2, ::2], box[:, :, 1::2, 1::2])  # 2x2 blocks (nearest)
+    assert not torch.equal(lowres, DIGITS.domain("uci").load("unused", "all").images)
+
+
 def test_a_copy_of_mnist_sample_under_the_data_root_is_read_instead(tmp_path):
     (tmp_path / "mnist-sample").mkdir()
     images = np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28)

@@ -1,5 +1,6 @@
-"""The digits benchmark: uci and mnist-sample (bundled, offline), mnist, usps, svhn
-(torchvision's file formats under the data root)."""
+"""The digits benchmark: uci and mnist-sample (bundled, offline), four domains built from them
+with a documented shift (offline too), and mnist, usps, svhn (torchvision's file formats under
+the data root)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,70 @@ def load_mnist_sample(root: str, split: str) -> DomainData:
         raise DataError(f"cannot read the MNIST sample {path} ({exc}); reinstall pnl-da or "
                         f"copy {MNIST_SAMPLE_FILE} to {Path(root) / 'mnist-sample'}") from exc
     return _from_numpy(images, labels, "mnist-sample", split)
+
+
+# ---------------------------------------------------------------- shifted bundled domains
+# Each is a fixed function of a bundled domain (and, for mnist-m-sample, of the two photographs
+# that ship with scikit-learn), so every machine builds the same images: new tasks with real
+# shifts, offline. docs/data.md shows what each shift is.
+
+MNIST_M_SEED = 20150709  # the photograph patches behind mnist-m-sample (fixed, never the run's)
+
+
+def load_mnist_sample_inverted(root: str, split: str) -> DomainData:
+    """Black digits on white: every pixel ``255 - x`` (a polarity shift)."""
+    data = load_mnist_sample(root, split)
+    return DomainData(255 - data.images, data.labels, "mnist-sample-inverted", split)
+
+
+def load_mnist_sample_thick(root: str, split: str) -> DomainData:
+    """Strokes thickened by one pixel on every side: a 3x3 grey-level dilation (max filter)."""
+    data = load_mnist_sample(root, split)
+    thick = F.max_pool2d(data.images.float(), kernel_size=3, stride=1, padding=1)
+    return DomainData(thick.to(torch.uint8), data.labels, "mnist-sample-thick", split)
+
+
+@lru_cache(maxsize=1)
+def _photographs() -> tuple[torch.Tensor, ...]:
+    """scikit-learn's two sample photographs (china.jpg, flower.jpg), uint8 (3, 427, 640)."""
+    from sklearn.datasets import load_sample_images
+
+    return tuple(torch.from_numpy(np.array(img)).permute(2, 0, 1)
+                 for img in load_sample_images().images)
+
+
+def load_mnist_m_sample(root: str, split: str) -> DomainData:
+    """MNIST-M's construction (Ganin & Lempitsky, ICML 2015) on the MNIST sample: each digit
+    blended with a random colour patch of a photograph as ``|patch - digit|``, so the digit
+    shows as the patch's inverse over the patch itself. Ganin cut patches from BSDS500; here
+    they come from scikit-learn's photographs, with a fixed seed."""
+    data = load_mnist_sample(root, split)
+    gen = torch.Generator().manual_seed(MNIST_M_SEED)
+    n, size = len(data), data.images.shape[-1]
+    out = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    which = torch.randint(len(_photographs()), (n,), generator=gen)
+    for index, photo in enumerate(_photographs()):
+        rows = (which == index).nonzero().flatten()
+        top = torch.randint(photo.shape[1] - size + 1, (len(rows), 1), generator=gen)
+        left = torch.randint(photo.shape[2] - size + 1, (len(rows), 1), generator=gen)
+        offsets = torch.arange(size)
+        ys, xs = (top + offsets)[:, :, None], (left + offsets)[:, None, :]
+        patches = photo[:, ys, xs].transpose(0, 1).short()  # (rows, 3, size, size)
+        out[rows] = (patches - data.images[rows].short()).abs().to(torch.uint8)
+    return DomainData(out, data.labels, "mnist-m-sample", split)
+
+
+def load_uci_lowres(root: str, split: str) -> DomainData:
+    """The UCI digits at their own resolution: each 8x8 pixel a 2x2 block (nearest), 16x16
+    centred in 28x28. ``uci`` is smoothed (bilinear) into MNIST's 20x20 box instead, so this
+    domain differs from it in scale and in its blocky edges."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
+    x = F.interpolate(x, scale_factor=2, mode="nearest")
+    x = F.pad(x, (6, 6, 6, 6)).round().clamp(0, 255).to(torch.uint8)
+    return DomainData(x, torch.from_numpy(digits.target).long(), "uci-lowres", split)
 
 
 def _extract_mnist(root: str) -> None:
@@ -155,6 +220,14 @@ DIGITS = Benchmark(
                "UCI optdigits from scikit-learn, 1,797 images (bundled)"),
         Domain("mnist-sample", ("ms",), ("all",), load_mnist_sample,
                "4,998 real MNIST digits (bundled)"),
+        Domain("mnist-sample-inverted", ("msi",), ("all",), load_mnist_sample_inverted,
+               "the MNIST sample, black on white (built from the bundled file)"),
+        Domain("mnist-sample-thick", ("mst",), ("all",), load_mnist_sample_thick,
+               "the MNIST sample, strokes dilated by 1 pixel (built from the bundled file)"),
+        Domain("mnist-m-sample", ("mms",), ("all",), load_mnist_m_sample,
+               "the MNIST sample blended with photograph patches, MNIST-M style (built)"),
+        Domain("uci-lowres", ("ul",), ("all",), load_uci_lowres,
+               "UCI optdigits at 8x8 scaled 2x by nearest, 16x16 in 28x28 (built)"),
         Domain("mnist", ("m",), ("train", "test"), lambda r, s: _torchvision("mnist", r, s),
                "MNIST 60,000 + 10,000 (torchvision format)"),
         Domain("usps", ("u",), ("train", "test"), lambda r, s: _torchvision("usps", r, s),
@@ -162,7 +235,9 @@ DIGITS = Benchmark(
         Domain("svhn", ("s",), ("train", "test"), lambda r, s: _torchvision("svhn", r, s),
                "SVHN 73,257 + 26,032 (torchvision format)"),
     ),
-    standard_tasks=("uci->mnist-sample", "mnist->usps", "usps->mnist", "svhn->mnist"),
+    standard_tasks=("uci->mnist-sample", "mnist-sample->uci", "mnist-sample->mnist-m-sample",
+                    "mnist-sample->mnist-sample-inverted", "uci->mnist-sample-thick",
+                    "uci-lowres->mnist-sample", "mnist->usps", "usps->mnist", "svhn->mnist"),
     description="handwritten digits, 10 classes",
     download=download_digits,
 )
