@@ -7,15 +7,56 @@ wrong type is an error (exit 2) instead of being silently ignored.
 
 from __future__ import annotations
 
-import re
+import dataclasses
+import typing
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from pnl_da.choice import Choice
 from pnl_da.errors import UsageError
 from pnl_da.resources import packaged_dir
+
+
+class TrainCrop(Choice):
+    random = "random"  # random resized crop (tllib's default)
+    center = "center"  # resize and centre crop (VisDA preset)
+
+
+class Padding(Choice):
+    zeros = "zeros"
+    reflection = "reflection"
+
+
+class Precision(Choice):
+    auto = "auto"  # bf16 on GPU, fp32 on CPU
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Toggle(Choice):
+    auto = "auto"
+    true = "true"
+    false = "false"
+
+
+class Schedule(Choice):
+    inverse = "inverse"  # tllib's lr * (1 + gamma * step) ** -decay
+    cosine = "cosine"  # half a cosine, to 0 at the last step
+    fixmatch_cosine = "fixmatch_cosine"  # lr * cos(7 pi p / 16): FixMatch's and USB's
+
+
+class OnNan(Choice):
+    stop = "stop"
+    skip = "skip"
+
+
+class SSLModel(Choice):
+    dual = "dual"  # two networks, an optimiser each
+    shared = "shared"  # one backbone, two heads
 
 
 @dataclass
@@ -29,7 +70,7 @@ class BenchmarkConfig:
     # per channel, or one value for all; digits: tllib's --norm-mean 0.5 --norm-std 0.5
     normalize_mean: list[float] = field(default_factory=lambda: [0.5])
     normalize_std: list[float] = field(default_factory=lambda: [0.5])
-    train_crop: str = "random"  # image lists: random (resized crop) | center (VisDA preset)
+    train_crop: TrainCrop = TrainCrop.random  # image lists: random | center (VisDA preset)
 
 
 @dataclass
@@ -56,7 +97,7 @@ class AugmentConfig:
     brightness: float = 0.0  # brightness shift uniform in [-b, b] (images in [0, 1])
     solarize: float = 0.0  # probability of inverting pixels above 0.5
     flip: float = 0.0  # probability of a horizontal flip
-    padding: str = "zeros"  # what the affine map shows outside the image: zeros | reflection
+    padding: Padding = Padding.zeros  # what the affine map shows outside the image
 
 
 @dataclass
@@ -91,8 +132,8 @@ class TrainerConfig:
     eval_every: int = 500
     eval_batch_size: int = 1000
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
-    channels_last: str = "auto"  # auto (on GPU) | true | false
+    precision: Precision = Precision.auto  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
+    channels_last: Toggle = Toggle.auto  # auto (on GPU) | true | false
     progress: bool = True
     deterministic: bool = False  # torch.use_deterministic_algorithms on GPU
     compile: bool = False  # torch.compile the backbone (pays off on long GPU runs)
@@ -109,12 +150,12 @@ class TrainerConfig:
     unlabeled_batch_size: int = 0
     # inverse (tllib's) | cosine (half a cosine, to 0 at the last step) | fixmatch_cosine
     # (lr * cos(7 pi p / 16), p = step / steps: FixMatch's and USB's, ending at 0.2 lr)
-    schedule: str = "inverse"
+    schedule: Schedule = Schedule.inverse
     epochs: int = 0
     # A non-finite loss: stop (the default: the run is named, with the step and the loss term)
     # or skip that step's update and go on, counting it in metrics.jsonl (costs a device sync
     # per step)
-    on_nan: str = "stop"
+    on_nan: OnNan = OnNan.stop
     # Under torchrun: BatchNorm statistics over every process's images (SyncBatchNorm, GPUs
     # only). In domain adaptation a BatchNorm layer normalises source and target images
     # together; with N processes each would otherwise see 1/N of the batch.
@@ -122,30 +163,6 @@ class TrainerConfig:
     # also write the metrics as TensorBoard scalars (<run>/tensorboard/), where the tensorboard
     # package is installed (pip install 'pnl-da[tensorboard]')
     tensorboard: bool = True
-
-
-@dataclass
-class MethodConfig:
-    name: str = MISSING
-    heads: int = 1  # classifier heads on the shared features
-    source_view: str = "none"  # none | weak | strong: augmentation of the source batch
-    target_view: str = "none"  # augmentation of the target batch the alignment sees
-    predict: str = "mean"  # test-time prediction: a | b | mean (of the heads' softmaxes)
-    # > 0: score the run with an exponential moving average of the weights with this decay
-    # (USB scores every algorithm so, with 0.999); 0: the trained weights themselves
-    eval_ema: float = 0.0
-
-
-@dataclass
-class AdversarialOptions:
-    """Options of the adversarial alignment (DANN / CDAN), shared by every method that aligns."""
-
-    trade_off: float = 1.0
-    disc_hidden: int = 1024
-    grl_alpha: float = 10.0  # coefficient 2 / (1 + exp(-alpha p)) - 1, p = progress of the run
-    entropy: bool = False  # CDAN+E: entropy conditioning
-    randomized: bool = False  # CDAN: randomized multilinear map instead of the full outer product
-    randomized_dim: int = 1024
 
 
 @dataclass
@@ -172,7 +189,7 @@ class SSLDatasetConfig:
 class SSLOptions:
     # How the two submodels of a two-model method (pnl, pnl_paper) are built: dual = two
     # networks with an optimiser each; shared = one backbone with two heads.
-    model: str = "dual"
+    model: SSLModel = SSLModel.dual
 
 
 @dataclass
@@ -194,30 +211,9 @@ def method_schemas() -> dict[str, type]:
     return {name: method.options for name, method in METHODS.items()}
 
 
-# Values of string options that have a fixed set of choices; checked once at composition.
-CHOICES = {
-    "method.source_view": ("none", "weak", "strong"),
-    "method.target_view": ("none", "weak", "strong"),
-    "method.predict": ("a", "b", "mean"),
-    "method.align": ("none", "dann", "cdan"),
-    "method.selection": ("random", "lowest", "sampled", "threshold", "targeted",
-                         "runner_up"),
-    "method.exchange": ("both", "alternate"),
-    "method.generator_view": ("weak", "same"),
-    "trainer.precision": ("auto", "fp32", "bf16"),
-    "trainer.channels_last": ("auto", "true", "false"),
-    "benchmark.train_crop": ("random", "center"),
-    "trainer.schedule": ("inverse", "cosine", "fixmatch_cosine"),
-    "trainer.on_nan": ("stop", "skip"),
-    "ssl.model": ("dual", "shared"),
-    "data.weak.padding": ("zeros", "reflection"),
-    "data.strong.padding": ("zeros", "reflection"),
-}
-
-
-# Numbers with a range: (lowest, highest or None, lowest excluded). Checked once at composition,
-# like CHOICES, so that a run that could only crash or train nothing is refused before its
-# folder is written. Keys a method lacks are skipped.
+# Numbers with a range: (lowest, highest or None, lowest excluded). Checked once at composition
+# (as Hydra checks the choices, Enum fields), so that a run that could only crash or train
+# nothing is refused before its folder is written. Keys a method lacks are skipped.
 RANGES = {
     "seed": (0, None, False),
     "dataset.split_seed": (0, None, False),
@@ -348,7 +344,7 @@ def compose(overrides: list[str], mode: str = "da", allow_inert: bool = False) -
 
     register_schemas()
     _check_group_choices(overrides, mode)
-    overrides = _length_wins(overrides)
+    overrides = _length_wins(_choices_as_written(overrides, mode))
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir(mode)), version_base=None):
@@ -357,7 +353,6 @@ def compose(overrides: list[str], mode: str = "da", allow_inert: bool = False) -
         raise UsageError(_one_line_config_error(exc, mode)) from exc
     finally:
         GlobalHydra.instance().clear()
-    _check_choices(cfg)
     _check_bounds(cfg)
     _check_eval_ema(cfg.method)
     if not allow_inert:
@@ -426,42 +421,80 @@ def _check_group_choices(overrides: list[str], mode: str = "da") -> None:
                     f"unknown {key} '{value}'{where}; choose one of: {', '.join(names)}{see}")
 
 
+def choice_fields(mode: str = "da") -> dict[str, type[Choice]]:
+    """Every option with a fixed set of values, by key (``trainer.precision``, and each
+    method's, as ``method.selection``), with its Enum."""
+    found: dict[str, type[Choice]] = {}
+
+    def walk(schema: type, prefix: str) -> None:
+        hints = typing.get_type_hints(schema)
+        for f in dataclasses.fields(schema):
+            kind = hints[f.name]
+            if isinstance(kind, type) and issubclass(kind, Choice):
+                found[prefix + f.name] = kind
+            elif dataclasses.is_dataclass(kind):
+                walk(kind, f"{prefix}{f.name}.")
+
+    walk(SSLRunConfig if mode == "ssl" else RunConfig, "")
+    for schema in method_schemas().values():
+        walk(schema, "method.")
+    return found
+
+
+def _choices_as_written(overrides: list[str], mode: str) -> list[str]:
+    """A choice's value in any case (``trainer.schedule=Cosine``), and ``true`` / ``false``
+    for the auto/true/false choices (which Hydra would read as booleans), as the Enum's own
+    string; any other value is left for Hydra to refuse."""
+    fields = choice_fields(mode)
+    written = []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        kind = fields.get(key)
+        if kind is not None and value.strip("'\"").lower() in kind.values():
+            item = f"{key}='{value.strip(chr(39) + chr(34)).lower()}'"
+        written.append(item)
+    return written
+
+
 def _one_line_config_error(exc: BaseException, mode: str = "da") -> str:
-    """Hydra and OmegaConf explain a bad override over several chained exceptions; keep
-    the facts a user needs (which key, which value, what type) on one line."""
-    texts = []
+    """Hydra and OmegaConf explain a bad override over several chained exceptions; the
+    OmegaConf one among them names the key (``full_key``), the value and the schema that
+    refused it: keep those facts, on one line."""
+    from omegaconf.errors import (
+        ConfigAttributeError,
+        ConfigKeyError,
+        OmegaConfBaseException,
+        ValidationError,
+    )
+
+    chain = []
     while exc is not None:
-        texts.append(" ".join(str(exc).split()))
+        chain.append(exc)
         exc = exc.__cause__ or exc.__context__
-    full = " | ".join(texts)
-    key = re.search(r"Could not override '([^']+)'", full) or re.search(r"full_key: (\S+)", full)
-    if "Could not override" in full or "not in struct" in full:
-        name = key.group(1) if key else "?"
+    cause = next((e for e in chain if isinstance(e, OmegaConfBaseException)
+                  and getattr(e, "full_key", None)), None)
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        name = cause.full_key
         section = name.rsplit(".", 1)[0] if "." in name else "the run configuration"
         return (f"unknown configuration key '{name}'; check its spelling against the keys of "
                 f"{section} (`pnl-da {'ssl' if mode == 'ssl' else 'run'} ... --show-config` "
                 "prints them)")
-    override = re.search(r"Error merging override (\S+)", full)
-    if override:
-        name, _, value = override.group(1).partition("=")
-        want = (re.search(r"could not be converted to (\w+)", full)
-                or re.search(r"is not a valid (\w+)", full))
-        expected = want.group(1) if want else "a value of another type"
-        return f"bad value '{value}' for '{name}'; expected {expected.lower()}"
-    return f"configuration error: {texts[-1] if texts else full}"
+    if isinstance(cause, ValidationError):
+        kind = _field_type(cause.object_type, cause.key)
+        if isinstance(kind, type) and issubclass(kind, Enum):
+            wanted = "choose one of: " + ", ".join(m.value for m in kind)
+        else:
+            wanted = f"expected {getattr(kind, '__name__', 'a value of another type')}"
+        return f"bad value '{cause.value}' for '{cause.full_key}'; {wanted}"
+    last = " ".join(str(chain[-1]).split()) if chain else ""
+    return f"configuration error: {last}"
 
 
-def _check_choices(cfg: DictConfig) -> None:
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
-            continue
-        if str(value).lower() not in allowed:
-            raise UsageError(f"bad value '{value}' for '{key}'; "
-                             f"choose one of: {', '.join(allowed)}")
-        # the code compares exact strings: 'Cosine' or a YAML true ('True') is stored as written
-        # in the choices, so that it is used, not silently replaced by a default
-        OmegaConf.update(cfg, key, str(value).lower())
+def _field_type(schema, key) -> Any:
+    """The declared type of ``schema.key`` (a dataclass field), or None."""
+    if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+        return None
+    return typing.get_type_hints(schema).get(str(key))
 
 
 def _check_bounds(cfg: DictConfig) -> None:

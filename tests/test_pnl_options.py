@@ -118,6 +118,42 @@ def test_distribution_alignment_reshapes_the_generator_probabilities(monkeypatch
         assert not torch.allclose(picked["probs"], raw, atol=1e-3)  # alignment did something
 
 
+def test_distribution_alignment_never_makes_the_generators_own_argmax_a_negative(monkeypatch):
+    # method.md section 2: the generator's argmax is never a negative. Alignment divides by the
+    # running mean, so a class the generator over-predicts can lose the top of the aligned
+    # probabilities; it must still not be pushed down. k = C - 1: every other class is marked.
+    method = _pnl("method.dist_align=true", f"method.k={C - 1}")
+    method.model.eval()
+    batch = _batch()
+    raw = torch.softmax(_logits(method, batch.target["weak"])[0], 1)
+    top = int(raw.argmax(1)[0])  # image 0's class under head A
+    mean = torch.full((C,), 1e-3 / (C - 1))
+    mean[top] = 1 - 1e-3  # head A (as seen by its running mean) predicts it almost always
+    method.dist_align[0].model_mean.copy_(mean)
+    seen = _record_selection(monkeypatch)
+    method.losses(batch, 0)
+    picked = seen[0]  # A -> B
+    own = raw.argmax(1) == top
+    assert (picked["probs"][own].argmax(1) != top).all()  # alignment moved the top class...
+    assert not picked["mask"][own, top].any()  # ...and the generator's own top is spared
+    assert (picked["mask"][own].sum(1) == C - 2).all()  # the aligned argmax is spared too
+    # without alignment the same selection marks every class but the argmax
+    plain = select_negatives(raw, C - 1, "random", generator=torch.Generator().manual_seed(0))
+    assert (plain.sum(1) == C - 1).all() and not plain[own, top].any()
+
+
+def test_total_loss_sums_every_term_but_the_metrics_a_method_declares():
+    # no name is guessed from: a term that ends in _rate is a loss unless declared a metric
+    losses = {"cls": torch.tensor(1.0), "x_rate": torch.tensor(2.0),
+              "domain_acc": torch.tensor(4.0)}
+    assert total_loss(losses).item() == 7.0
+    assert total_loss(losses, frozenset({"domain_acc"})).item() == 3.0
+    dann = create_method(make_cfg("method=dann").method,
+                         create_classifier(make_cfg("method=dann").backbone, C, 1, 28), C)
+    assert dann.logged_only() == {"domain_acc"}
+    assert _pnl().logged_only() == frozenset()  # align=none: no discriminator
+
+
 def test_positive_threshold_adds_cross_entropy_on_the_generators_confident_argmax():
     # the positive term: per exchange pair, CE of the learner against the generator's argmax,
     # counted where the generator's top probability reaches the threshold, averaged over the

@@ -38,7 +38,7 @@ from pnl_da.engine.evaluate import batches_for, evaluate, task_section
 from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
 from pnl_da.errors import DataError, Interrupted, PnlError, UsageError
 from pnl_da.files import append_line, write_text
-from pnl_da.methods import Batch, create_method, is_optimised, total_loss
+from pnl_da.methods import Batch, create_method, total_loss
 from pnl_da.models.factory import create_model
 
 METRICS = "metrics.jsonl"
@@ -306,7 +306,7 @@ class Trainer:
         saved = [b.detach().clone() for b in buffers]
         with self.autocast():
             losses = (self.ddp or self.method)(batch, step)
-        loss = total_loss(losses)
+        loss = total_loss(losses, self.method.logged_only())
         if self.skip_nonfinite:
             finite = distributed.all_reduce(torch.isfinite(loss).float(), "min")  # every process
             if not bool(finite):  # a sync per step: the price of skipping
@@ -329,7 +329,8 @@ class Trainer:
                         step: int) -> None:
         """Record, on the device, the first step whose loss terms are not all finite, and
         their values: ``check_finite`` names them (a few tiny kernels, no sync)."""
-        names = [k for k in losses if is_optimised(k)] + ["total"]
+        logged = self.method.logged_only()
+        names = [k for k in losses if k not in logged] + ["total"]
         values = torch.stack([losses[k].detach().float().reshape(()) for k in names[:-1]]
                              + [loss.detach().float().reshape(())])
         if self._nonfinite is None or self._nonfinite["names"] != names:
@@ -643,11 +644,15 @@ class Trainer:
             names = list(sums)  # the same order in every process
             total = distributed.all_reduce(torch.stack([sums[k].float() for k in names]))
             sums = dict(zip(names, total / self.world.size))
-        losses = {k: float(v) / max(1, window.trained) for k, v in sums.items()}
+        means = {k: round(float(v) / max(1, window.trained), 5) for k, v in sums.items()}
+        logged = self.method.logged_only()
         record = {
             "step": self.step,
             "lr": self.cfg.trainer.lr * self.lr_factor(self.step - 1),
-            "losses": {k: round(v, 5) for k, v in losses.items()},
+            # the loss terms (and their total), and apart from them what the method declares
+            # a metric (the discriminator's accuracy, FixMatch's mask rate)
+            "losses": {k: v for k, v in means.items() if k not in logged},
+            "train_metrics": {k: v for k, v in means.items() if k in logged},
             # unrounded, like result.json: the oracle figure read from here must match the
             # final model's when they are the same step
             "accuracy": {h: s["accuracy"] for h, s in heads.items()},
@@ -681,7 +686,8 @@ class Trainer:
             purge = self.saved_step + 1 if self.saved_step else None
             self._board = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
         step = record["step"]
-        for group in ("losses", "accuracy", "mean_class_accuracy", "validation"):
+        for group in ("losses", "train_metrics", "accuracy", "mean_class_accuracy",
+                      "validation"):
             for name, value in record.get(group, {}).items():
                 self._board.add_scalar(f"{group}/{name}", value, step)
         for name in ("lr", "grl_coeff", "steps_per_s", "data_wait_fraction", "skipped_steps"):

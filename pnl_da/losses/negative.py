@@ -12,7 +12,8 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
                      tau: float = 0.05, replacement: bool = False, confidence: float = 0.0,
                      generator: torch.Generator | None = None,
                      learner_probs: torch.Tensor | None = None,
-                     allowed: torch.Tensor | None = None) -> torch.Tensor:
+                     allowed: torch.Tensor | None = None,
+                     protected: torch.Tensor | None = None) -> torch.Tensor:
     """Boolean mask (B, C) of the pseudo-negative classes of each image.
 
     ``probs`` are the generator's class probabilities (B, C). The generator's argmax is never
@@ -25,6 +26,8 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
     ``targeted`` that never marks the learner's own argmax. Images whose top
     probability is below ``confidence`` get no negatives. ``allowed`` (C,) bool, if given: the
     only classes that may be marked (the others are skipped, and the next candidates taken).
+    ``protected`` (B,) class indices, if given: also never marked, as the argmax is: the
+    generator's own argmax where ``probs`` were reshaped first (distribution alignment).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -45,6 +48,8 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
         mask.scatter_(1, draws, True)
         if allowed is not None:
             mask &= allowed.to(device)
+        if protected is not None:
+            mask.scatter_(1, protected.view(-1, 1).to(device), False)
     else:
         if strategy == "random":
             score = torch.rand(batch, classes, generator=generator, device=device)
@@ -63,6 +68,8 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
             if strategy == "runner_up":
                 score = score.scatter(1, learner.argmax(dim=1, keepdim=True), float("-inf"))
         score = score.scatter(1, top, float("-inf"))
+        if protected is not None:
+            score = score.scatter(1, protected.view(-1, 1).to(device), float("-inf"))
         if allowed is not None:
             score = score.masked_fill(~allowed.to(device), float("-inf"))
         values, chosen = score.topk(count, dim=1)

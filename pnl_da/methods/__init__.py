@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from pnl_da.methods.base import Batch, Method, is_optimised, total_loss
+from pnl_da.methods.base import Batch, Method, total_loss
 
 
 def _discover() -> dict[str, type[Method]]:
@@ -34,4 +34,4 @@ def create_method(cfg, model, num_classes: int) -> Method:
     return METHODS[cfg.name](cfg, model, num_classes)
 
 
-__all__ = ["METHODS", "Batch", "Method", "create_method", "is_optimised", "total_loss"]
+__all__ = ["METHODS", "Batch", "Method", "create_method", "total_loss"]

@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pnl_da.config import MethodConfig
 from pnl_da.losses.adversarial import (
     ConditionalDomainAdversarialLoss,
     DomainAdversarialLoss,
     MultiLinearMap,
     RandomizedMultiLinearMap,
 )
+from pnl_da.methods.options import MethodConfig
 from pnl_da.models.averaging import ema_update, warmed_decay
 from pnl_da.models.grl import WarmStartGRL
 from pnl_da.models.heads import Classifier, DomainDiscriminator
@@ -80,6 +80,9 @@ class Method(nn.Module):
     name = "method"
     options: type = MethodConfig
     summary = ""  # one line for `pnl-da list methods`
+    # entries of losses() that are logged, not optimised (FixMatch's mask_rate); every other
+    # entry is a loss term and goes into the total
+    metrics: tuple[str, ...] = ()
     ssl_summary = ""  # its semi-supervised form, where the line differs
 
     def __init__(self, cfg, model: Classifier, num_classes: int):
@@ -98,6 +101,12 @@ class Method(nn.Module):
 
     def alignment_kind(self) -> str:
         return "none"
+
+    def logged_only(self) -> frozenset[str]:
+        """The names in losses() that are metrics, not loss terms: ``metrics``, and the
+        discriminator's accuracy where the method aligns."""
+        return frozenset(self.metrics) | ({"domain_acc"} if self.alignment is not None
+                                          else frozenset())
 
     def forward(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         """A method's forward is its losses: DistributedDataParallel wraps the method and
@@ -146,7 +155,7 @@ class Method(nn.Module):
         if self.alignment is not None:
             loss, accuracy = self.alignment(source, target)
             losses["transfer"] = self.alignment.trade_off * loss
-            losses["domain_acc"] = accuracy  # logged, not optimised
+            losses["domain_acc"] = accuracy  # a metric (logged_only)
 
     def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         """The supervised loss, plus alignment where the method has one."""
@@ -157,12 +166,8 @@ class Method(nn.Module):
         return losses
 
 
-def is_optimised(name: str) -> bool:
-    """Whether a loss dict entry is optimised: logged-only metrics (``*_acc`` such as the
-    domain accuracy, ``*_rate`` such as the share of images given a pseudo label) are not."""
-    return not name.endswith(("_acc", "_rate"))
-
-
-def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of the optimised terms."""
-    return sum(v for k, v in losses.items() if is_optimised(k))
+def total_loss(losses: dict[str, torch.Tensor],
+               logged_only: frozenset[str] = frozenset()) -> torch.Tensor:
+    """Sum of the loss terms: every entry but the metrics the method declares (``logged_only``).
+    A name is never guessed from: a term called ``x_rate`` is optimised unless declared."""
+    return sum(v for k, v in losses.items() if k not in logged_only)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pnl_da.config import AdversarialOptions, MethodConfig
 from pnl_da.methods.base import Method
+from pnl_da.methods.options import AdversarialOptions, MethodConfig
 
 
 @dataclass

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pnl_da.config import MethodConfig
+from pnl_da.choice import Predict, View
 from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.methods.base import Batch, Method
+from pnl_da.methods.options import MethodConfig
 
 
 def confident_pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.Tensor,
@@ -27,7 +28,9 @@ def confident_pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.T
 @dataclass
 class FixMatchConfig(MethodConfig):
     name: str = "fixmatch"
-    source_view: str = "weak"
+    source_view: View = View.weak
+    target_view: View = View.weak  # it reads unlabeled images (its own weak and strong views)
+    predict: Predict = Predict.a  # one head
     threshold: float = 0.95  # confidence above which a weak-view argmax becomes a pseudo label
     weight: float = 1.0  # lambda_u
     dist_align: bool = False  # distribution alignment (ReMixMatch) of the weak-view probabilities
@@ -37,6 +40,7 @@ class FixMatch(Method):
     name = "fixmatch"
     options = FixMatchConfig
     summary = "FixMatch: confident weak-view pseudo labels train the strong view"
+    metrics = ("mask_rate",)  # the share of unlabeled images above the threshold
 
     def __init__(self, cfg, model, num_classes: int):
         super().__init__(cfg, model, num_classes)
@@ -54,4 +58,4 @@ class FixMatch(Method):
         unsup, used = confident_pseudo_label_loss(probs, strong.logits[0], self.cfg.threshold)
         return {"cls": self.supervised_loss(labeled, batch.labels),
                 "pseudo": self.cfg.weight * unsup,
-                "mask_rate": used}  # logged, not optimised
+                "mask_rate": used}

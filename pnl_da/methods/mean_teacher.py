@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pnl_da.config import MethodConfig
+from pnl_da.choice import Predict, View
 from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.methods.base import Batch, Method
+from pnl_da.methods.options import MethodConfig
 from pnl_da.methods.pnl import sigmoid_rampup
 from pnl_da.models.averaging import ema_update, warmed_decay
 from pnl_da.models.heads import DualClassifier
@@ -20,8 +21,9 @@ from pnl_da.models.heads import DualClassifier
 @dataclass
 class MeanTeacherConfig(MethodConfig):
     name: str = "mean_teacher"
-    source_view: str = "weak"
-    predict: str = "a"  # a: the teacher (EMA), b: the student
+    source_view: View = View.weak
+    target_view: View = View.weak  # it reads unlabeled images (two weak views)
+    predict: Predict = Predict.a  # a: the teacher (EMA), b: the student
     ema_decay: float = 0.999  # teacher = decay * teacher + (1 - decay) * student
     weight: float = 50.0  # maximum weight of the softmax-MSE consistency (USB's lambda_u)
     ramp: float = 0.4  # fraction of training over which it ramps up

@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pnl_da.config import AdversarialOptions, MethodConfig
+from pnl_da.choice import Align, Choice, View
 from pnl_da.errors import UsageError
 from pnl_da.losses.distribution import DistributionAlignment
-from pnl_da.losses.negative import negative_learning_loss, select_negatives
+from pnl_da.losses.negative import STRATEGIES, negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
+from pnl_da.methods.options import AdversarialOptions, MethodConfig
 
 # Momentum of the running class shares behind ``share_floor``: about the last 100 steps, so a
 # class being absorbed is noticed while it happens (distribution alignment's 0.999 averages
@@ -62,17 +63,35 @@ def check_k(cfg, num_classes: int) -> None:
                          f"method.k={num_classes - 1} (every other class) or less")
 
 
+# How the k pseudo-negative labels are chosen: the strategies of pnl_da/losses/negative.py
+Selection = Choice("Selection", {name: name for name in STRATEGIES})
+
+
+class Exchange(Choice):
+    both = "both"  # A teaches B and B teaches A every step
+    alternate = "alternate"  # A -> B on odd steps, B -> A on even ones
+
+
+class GeneratorView(Choice):
+    weak = "weak"
+    same = "same"
+
+
 @dataclass
 class PNLConfig(MethodConfig, AdversarialOptions):
     name: str = "pnl"
     heads: int = 2
-    align: str = "dann"  # none | dann | cdan: adversarial alignment stacked under PNL
+    source_view: View = View.weak
+    target_view: View = View.weak
+    align: Align = Align.dann  # adversarial alignment stacked under PNL
     k: int = 2  # pseudo-negative labels per image
-    selection: str = "random"  # random | lowest | sampled | threshold | targeted | runner_up
+    selection: Selection = Selection.random
     replacement: bool = False  # random: draw with replacement (authors' code)
     tau: float = 0.05  # threshold, targeted, runner_up: classes with generator probability < tau
-    exchange: str = "both"  # both | alternate
-    generator_view: str = "weak"  # weak | same
+    exchange: Exchange = Exchange.both
+    # weak: the generator sees the target's weak view, the learner its strong view (a third
+    # pass of the backbone); same: both see the one view the alignment sees (the DA default)
+    generator_view: GeneratorView = GeneratorView.same
     weight: float = 1.0  # maximum weight of the negative-learning term
     ramp: float = 0.3  # fraction of training over which that weight ramps up (0: none)
     confidence: float = 0.0  # generator confidence below which an image gives no negatives
@@ -146,7 +165,12 @@ class PNL(Method):
             if self.class_share is not None:
                 share = self.class_share[gen_head]
                 allowed = share.observe(probs) >= cfg.share_floor * share.target
+            own_top = None
             if self.dist_align is not None:
+                # the aligned probabilities choose the negatives, but the class the generator
+                # itself predicts is never one (method.md section 2): alignment can move the
+                # top class, and the image's most likely class must not be pushed down
+                own_top = probs.argmax(dim=1)
                 probs = self.dist_align[gen_head](probs)
             learner_logits = target_learn.logits[learn_head]
             negatives = select_negatives(probs, cfg.k, cfg.selection, tau=cfg.tau,
@@ -154,7 +178,7 @@ class PNL(Method):
                                          generator=self.generator,
                                          learner_probs=torch.softmax(
                                              learner_logits.detach().float(), dim=1),
-                                         allowed=allowed)
+                                         allowed=allowed, protected=own_top)
             nl = nl + negative_learning_loss(learner_logits, negatives)
             if cfg.positive_threshold > 0:
                 term, _ = confident_pseudo_label_loss(probs, learner_logits,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pnl_da.choice import Align
 from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.losses.negative import negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch
@@ -53,7 +54,7 @@ class PNLPaperConfig(PNLConfig):
 
     name: str = "pnl_paper"
     extra_heads: int = 1  # a consistency head beside each submodel's class head
-    align: str = "none"
+    align: Align = Align.none
     replacement: bool = True
     weight: float = 2.0
     stabilization_threshold: float = 0.8
@@ -69,6 +70,7 @@ class PNLPaper(PNL):
     options = PNLPaperConfig
     summary = "PNL inside Dual Student: the authors' CIFAR-10 recipe (method.md section 4)"
     ssl_summary = summary
+    metrics = ("stable_rate",)  # the share of unlabeled images stable for a submodel
 
     CLASS, CONS = (0, 1), (2, 3)  # logit layout of the model: A_cls, B_cls, A_cons, B_cons
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pnl_da.config import MethodConfig
 from pnl_da.methods.base import Batch, Method
+from pnl_da.methods.options import MethodConfig
 
 
 @dataclass

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pnl_da.config import MethodConfig
+from pnl_da.choice import Predict, View
+from pnl_da.methods.options import MethodConfig
 from pnl_da.methods.source_only import SourceOnly
 
 
 @dataclass
 class SupervisedConfig(MethodConfig):
     name: str = "supervised"
-    source_view: str = "weak"
+    source_view: View = View.weak
+    predict: Predict = Predict.a  # one head
 
 
 class Supervised(SourceOnly):

@@ -16,7 +16,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pnl_da.methods.base import is_optimised  # noqa: E402
 from pnl_da.report.collect import Run  # noqa: E402
 
 NAMES = {"accuracy": "accuracy (%)", "mean_class_accuracy": "mean class accuracy (%)",
@@ -73,8 +72,11 @@ def curves(table, task: str):
 def losses(table, task: str):
     """Each loss term against the step (mean over seeds), one panel per term."""
     rows = _by_row(table, task)
-    terms = sorted({t for runs in rows.values() for r in runs for rec in r.records
-                    for t in rec.get("losses", {})})
+    # loss terms first, then the metrics methods log beside them (train_metrics)
+    terms = [*sorted({t for runs in rows.values() for r in runs for rec in r.records
+                      for t in rec.get("losses", {})}),
+             *sorted({t for runs in rows.values() for r in runs for rec in r.records
+                      for t in rec.get("train_metrics", {})})]
     fig, axes = plt.subplots(1, max(1, len(terms)), figsize=(3.2 * max(1, len(terms)), 3.2),
                              squeeze=False)
     for ax, term in zip(axes[0], terms):
@@ -82,11 +84,14 @@ def losses(table, task: str):
             per_step: dict[int, list[float]] = {}
             for run in runs:
                 for rec in run.records:
-                    if term in rec.get("losses", {}):
-                        per_step.setdefault(rec["step"], []).append(rec["losses"][term])
+                    value = {**rec.get("losses", {}), **rec.get("train_metrics", {})}.get(term)
+                    if value is not None:
+                        per_step.setdefault(rec["step"], []).append(value)
             steps = sorted(per_step)
             ax.plot(steps, [statistics.mean(per_step[s]) for s in steps], label=label)
-        ax.set(title=term if is_optimised(term) else f"{term} (logged, not optimised)",
+        metric = any(term in rec.get("train_metrics", {}) for runs in rows.values()
+                     for r in runs for rec in r.records)
+        ax.set(title=f"{term} (logged, not optimised)" if metric else term,
                xlabel="step")
         ax.grid(alpha=0.3)
     if axes[0][0].lines:
