@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import emit, sync, time_trainer  # noqa: E402
 
 from pnl_da.config import compose  # noqa: E402
-from pnl_da.engine.run import load_run_data  # noqa: E402
+from pnl_da.engine.tasks import load_data  # noqa: E402
 from pnl_da.engine.trainer import Trainer  # noqa: E402
 from tests.fake_datasets import make_office31  # noqa: E402
 
@@ -56,7 +56,7 @@ def measure(variant: str, root: Path, args) -> dict:
         f"data.workers={args.workers}", f"data.root={root}", f"trainer.device={args.device}",
         *[o for f in flags for o in extra[f]],
     ])
-    trainer = Trainer(cfg, load_run_data(cfg))
+    trainer = Trainer(cfg, load_data(cfg))
     if "fixed" in flags:
         batch = trainer.next_batch()
         trainer.next_batch = lambda: batch

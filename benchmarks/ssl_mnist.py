@@ -67,7 +67,8 @@ def parse_variant(text: str) -> tuple[str, tuple[str, list[str]]]:
 
 def full_label_count() -> int:
     """The largest class-balanced labeled split of the sample's training part."""
-    from pnl_da.data.ssl_datasets import get_ssl_dataset, largest_balanced_split
+    from pnl_da.data.registry import get_ssl_dataset
+    from pnl_da.data.ssl_datasets import largest_balanced_split
 
     source = get_ssl_dataset("mnist-sample")
     return largest_balanced_split(source.load("datasets", "train").labels, source.num_classes)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import emit, machine, time_trainer  # noqa: E402
 
 from pnl_da.config import compose  # noqa: E402
-from pnl_da.engine.ssl_run import load_ssl_data  # noqa: E402
+from pnl_da.engine.tasks import load_data  # noqa: E402
 from pnl_da.engine.trainer import Trainer  # noqa: E402
 from tests.fake_datasets import write_cifar  # noqa: E402
 
@@ -44,7 +44,7 @@ def measure(name: str, overrides: list[str], root: Path, args) -> dict:
     cfg = compose(["dataset=cifar10", "dataset.labels=1000", f"data.root={root}",
                    "backbone=convlarge", "trainer=pnl_paper", "trainer.progress=false",
                    f"trainer.device={args.device}", *overrides], mode="ssl")
-    data, _ = load_ssl_data(cfg)
+    data = load_data(cfg)
     trainer = Trainer(cfg, data)
     timing = time_trainer(trainer, args.warmup, args.steps)
     per_step = timing["per_step"]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from _common import emit, machine, sync, time_trainer
 
 from pnl_da.config import compose
-from pnl_da.engine.run import load_run_data
+from pnl_da.engine.tasks import load_data
 from pnl_da.engine.trainer import Trainer
 from pnl_da.models.digits import LeNet
 from pnl_da.models.grl import reverse_gradient, warm_start_coeff
@@ -43,7 +43,7 @@ def time_engine(overrides: list[str], steps: int, warmup: int, device: str) -> f
     """Seconds per step of pnl-da's trainer (its real train_step: data, views, losses, SGD)."""
     cfg = compose(TASK + overrides + ["trainer.progress=false", f"trainer.steps={steps + warmup}",
                                       f"trainer.device={device}"])
-    trainer = Trainer(cfg, load_run_data(cfg))
+    trainer = Trainer(cfg, load_data(cfg))
     return time_trainer(trainer, warmup, steps)["per_step"]
 
 
@@ -51,7 +51,7 @@ def time_plain_dann(steps: int, warmup: int, device: str, batch: int = 64) -> fl
     """Seconds per step of a bare DANN loop over tensors already on the device."""
     dev = torch.device(device)
     cfg = compose(TASK + ["trainer.progress=false"])
-    data = load_run_data(cfg)
+    data = load_data(cfg)
     xs = (data.source.images.float().div(255).sub(0.5).div(0.5)).to(dev)
     ys = data.source.labels.to(dev)
     xt = (data.target_train.images.float().div(255).sub(0.5).div(0.5)).to(dev)

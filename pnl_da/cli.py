@@ -14,7 +14,6 @@ import shlex
 import signal
 import sys
 import traceback
-from dataclasses import fields
 from pathlib import Path
 
 from pnl_da import __version__
@@ -70,7 +69,7 @@ def _out_dir(arg: str | None, default: Path) -> Path:
 
 def cmd_run(args) -> int:
     from pnl_da.config import compose
-    from pnl_da.engine.run import default_out_dir
+    from pnl_da.engine.tasks import default_out_dir
 
     if args.multirun:
         from pnl_da.data.registry import get_benchmark
@@ -144,8 +143,8 @@ def _show_or_execute(cfg, args, default_out: Path) -> int:
 
 def cmd_ssl(args) -> int:
     from pnl_da.config import compose
-    from pnl_da.data.ssl_datasets import get_ssl_dataset
-    from pnl_da.engine.ssl_run import default_ssl_out_dir
+    from pnl_da.data.registry import get_ssl_dataset
+    from pnl_da.engine.tasks import default_out_dir
 
     dataset = get_ssl_dataset(args.dataset)
     if args.labels is None:
@@ -167,63 +166,27 @@ def cmd_ssl(args) -> int:
     if args.multirun:
         top = Path("runs") / "ssl" / f"{dataset.name}-{args.labels}"
         return _sweep(args, "ssl", base, None, top,
-                      lambda cfg: default_ssl_out_dir(cfg).relative_to(top))
+                      lambda cfg: default_out_dir(cfg).relative_to(top))
     _refuse_sweeps(args)
     cfg = compose(base + list(args.overrides), mode="ssl")
-    return _show_or_execute(cfg, args, default_ssl_out_dir(cfg))
+    return _show_or_execute(cfg, args, default_out_dir(cfg))
 
 
 def _print_result(result: dict, out: Path) -> None:
-    from pnl_da.engine.run import result_line
+    from pnl_da.engine.results import result_line
 
     print(result_line(result, out))
 
 
-def _method_keys() -> dict[str, set[str]]:
-    from pnl_da.config import method_schemas
-
-    return {name: {f.name for f in fields(schema)} for name, schema in method_schemas().items()}
-
-
-def _overrides_for(method: str, overrides: list[str], keys: dict[str, set[str]]) -> list[str]:
-    """Method options (``method.k=3``) go to the methods that have them; the rest to all."""
-    chosen = []
-    for item in overrides:
-        key = item.partition("=")[0]
-        if key.startswith("method."):
-            leaf = key.split(".", 1)[1]
-            if not any(leaf in k for k in keys.values()):
-                raise UsageError(f"unknown configuration key '{key}': no method has it; "
-                                 "see configs/method/*.yaml for the options")
-            if leaf not in keys[method]:
-                continue
-        elif key == "method":
-            raise UsageError("compare chooses the methods itself; pass --methods m1,m2 "
-                             "instead of method=...")
-        chosen.append(item)
-    return chosen
-
-
 def cmd_compare(args) -> int:
-    from pnl_da.config import available, compose, inert_overrides
-    from pnl_da.engine import signals
-    from pnl_da.engine.run import default_out_dir, refuse_file
+    from pnl_da.engine.compare import compare
     from pnl_da.engine.sweep import is_hydra_override
-    from pnl_da.files import lock_folder
-
-    # Hydra's settings (hydra/launcher=joblib) say how to launch the runs, not what they are
-    args.hydra = [o for o in args.overrides if is_hydra_override(o)]
-    args.overrides = [o for o in args.overrides if not is_hydra_override(o)]
 
     # each method and seed once, in the order given (a repeat would count one run twice)
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
     if not methods:
         raise UsageError(f"--methods '{args.methods}' names no method; write e.g. "
                          f"--methods {','.join(DEFAULT_METHODS)}")
-    known = available("method")
-    for m in methods:
-        if m not in known:
-            raise UsageError(f"unknown method '{m}'; choose from: {', '.join(known)}")
     try:
         seeds = list(dict.fromkeys(int(s) for s in args.seeds.split(",") if s.strip()))
     except ValueError:
@@ -231,105 +194,14 @@ def cmd_compare(args) -> int:
     if not seeds:
         raise UsageError(f"--seeds '{args.seeds}' is not a comma-separated list of integers; "
                          "write e.g. --seeds 0,1,2")
-    refuse_task_overrides(args.overrides)
+    # Hydra's settings (hydra/launcher=joblib) say how to launch the runs, not what they are
+    hydra = [o for o in args.overrides if is_hydra_override(o)]
+    overrides = [o for o in args.overrides if not is_hydra_override(o)]
+    refuse_task_overrides(overrides)
     base = _base_overrides(args.benchmark, args.task, args.data_root, [])
-    keys = _method_keys()
-    # Compose everything first: a bad key fails before any training starts.
-    plans, used = [], set()
-    for method in methods:
-        extra = _overrides_for(method, args.overrides, keys)
-        # a method option that changes nothing in this method (method.entropy in DANN beside
-        # CDAN) is left out of its runs; one that changes nothing in any method is an error
-        inert = inert_overrides(compose(base + [f"method={method}"] + extra,
-                                        allow_inert=True).method, extra)
-        extra = [o for o in extra if o not in inert]
-        used.update(extra)
-        for seed in seeds:
-            cfg = compose(base + [f"method={method}", f"seed={seed}"] + extra)
-            plans.append((method, seed, cfg))
-    for item in args.overrides:
-        if item.startswith("method.") and item not in used:
-            raise UsageError(f"'{item}' changes nothing in the methods compared "
-                             f"({', '.join(methods)}); leave it out")
-    out_root = _out_dir(args.out, default_out_dir(plans[0][2]).parent.parent)
-    refuse_file(out_root)
-    created = [d for d in (out_root, *out_root.parents) if not d.exists()]
-    try:
-        with signals.handled(), lock_folder(out_root, "comparison folder"):
-            return _compare(args, methods, plans, out_root)
-    except BaseException:
-        from pnl_da.data.download import remove_empty_folders
-
-        remove_empty_folders(created)  # a comparison refused before it began leaves no folder
-        raise
-
-
-def _compare(args, methods: list[str], plans: list, out_root: Path) -> int:
-    """The comparison's runs (reused, resumed or trained) and its table, in a locked folder."""
-    from pnl_da.config import to_yaml
-    from pnl_da.engine.run import saved_run_difference
-    from pnl_da.files import write_text
-    from pnl_da.report.tables import aggregate, to_csv, to_latex, to_markdown
-
-    jobs = [(method, seed, cfg, out_root / method / f"seed{seed}", to_yaml(cfg))
-            for method, seed, cfg in plans]
-    # a kept run with other settings is refused before anything trains, not when reached
-    for _, _, _, out, cfg_yaml in jobs:
-        diff = saved_run_difference(out, cfg_yaml)
-        if diff:
-            raise UsageError(f"{out} holds a run with another configuration ({diff}); compare "
-                             "reuses identical runs only: choose another --out, or delete that "
-                             "folder to train it again")
-    if args.hydra:  # through Hydra's launcher (joblib, submitit): each run a job
-        results = _launch_compare(jobs, args.hydra, out_root)
-    else:
-        results = [_compare_run(*job) for job in jobs]
-    rows = aggregate(results, methods)
-    cfg0 = plans[0][2]
-    headline = results[0].get("headline", "accuracy") if results else "accuracy"
-    options = f", {' '.join(args.overrides)}" if args.overrides else ""  # the variant run
-    title = (f"{cfg0.benchmark.name} {cfg0.benchmark.source}->{cfg0.benchmark.target}, "
-             f"{cfg0.backbone.name}, {cfg0.trainer.steps} steps{options}, "
-             f"target {headline.replace('_', ' ')} of the final model")
-    table = to_markdown(rows, title, headline)
-    write_text(out_root / "comparison.md", table)
-    write_text(out_root / "comparison.csv", to_csv(rows))
-    write_text(out_root / "comparison.tex", to_latex(rows, title, headline))
-    print(table, end="")
-    print(f"written: {out_root / 'comparison.md'}, {out_root / 'comparison.csv'}, "
-          f"{out_root / 'comparison.tex'}")
+    compare(base, methods, seeds, overrides, hydra, _out_dir(args.out, None),
+            log=lambda m: print(m, file=sys.stderr))
     return 0
-
-
-def _compare_run(method: str, seed: int, cfg, out: Path, cfg_yaml: str) -> dict:
-    """One run of a comparison, in this process: reused, resumed or trained."""
-    from pnl_da.engine.run import execute, finished_result, holds_run
-
-    done = finished_result(out, cfg_yaml)
-    if done is not None:
-        print(f"{method} seed {seed}: reusing finished run {out}", file=sys.stderr)
-        return done
-    resume = holds_run(out)
-    print(f"{method} seed {seed}: {'resuming' if resume else 'training'} -> {out}",
-          file=sys.stderr)
-    result = execute(cfg, out, resume=resume, log=lambda m: print(m, file=sys.stderr),
-                     go_on="run the same command again")
-    _print_result(result, out)
-    return result
-
-
-def _launch_compare(jobs: list, hydra_args: list[str], out_root: Path) -> list[dict]:
-    """The comparison's unfinished runs as jobs of Hydra's launcher; every run's result."""
-    from pnl_da.engine.run import finished_result
-    from pnl_da.engine.sweep import labelled_sweep, launch
-
-    waiting = [(cfg, out) for _, _, cfg, out, cfg_yaml in jobs
-               if finished_result(out, cfg_yaml) is None]
-    if waiting and launch(labelled_sweep("da", waiting, hydra_args, out_root),
-                          log=lambda m: print(m, file=sys.stderr)):
-        raise PnlError("not every run of the comparison finished (see above); run the same "
-                       "command again: finished runs are reused, the others resumed")
-    return [finished_result(out, cfg_yaml) for *_, out, cfg_yaml in jobs]
 
 
 def cmd_report(args) -> int:
@@ -371,9 +243,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from pnl_da.data.registry import BENCHMARKS, get_benchmark
-    from pnl_da.data.ssl_datasets import SSL_DATASETS, get_ssl_dataset
-    from pnl_da.engine.run import check_data_root
+    from pnl_da.data.registry import BENCHMARKS, SSL_DATASETS, get_benchmark, get_ssl_dataset
+    from pnl_da.engine.tasks import check_data_root
 
     root = _data_root(args.data_root)
     # a benchmark (domain adaptation) or a semi-supervised dataset: both have name + download

@@ -564,21 +564,20 @@ def test_numbers_are_rounded_once_when_shown_so_every_output_agrees(capsys, tmp_
     and an error of 11.2649 as 11.27 beside 11.26."""
     from pnl_da.cli import _print_result
     from pnl_da.config import compose
-    from pnl_da.engine.run import summarize
-    from pnl_da.engine.ssl_run import summarize_ssl
+    from pnl_da.engine.tasks import task_of
 
     scores = {"accuracy": 88.7351, "mean_class_accuracy": 77.4649}
     evaluation = {"heads": {"a": scores, "b": scores, "mean": scores}}
     fit = {"steps_trained": 4, "train_time_s": 1.0}
-    da = summarize(compose(["benchmark=digits", "benchmark.source=uci",
-                            "benchmark.target=mnist-sample", "method=pnl"]),
-                   evaluation, 1.0, fit, 4)
+    da = task_of(compose(["benchmark=digits", "benchmark.source=uci",
+                          "benchmark.target=mnist-sample", "method=pnl"])).summarize(
+        evaluation, 1.0, fit, tmp_path, 4)
     assert da["metrics"] == scores and da["heads"]["mean"] == scores
     _print_result(da, tmp_path)
     line = capsys.readouterr().out
     assert "accuracy 88.74% (mean class accuracy 77.46%" in line, line
-    ssl = summarize_ssl(compose(["dataset=mnist-sample", "dataset.labels=20"], mode="ssl"),
-                        evaluation, 1.0, fit, tmp_path, 4)
+    ssl = task_of(compose(["dataset=mnist-sample", "dataset.labels=20"], mode="ssl")).summarize(
+        evaluation, 1.0, fit, tmp_path, 4)
     assert ssl["metrics"]["error"] == 100 - 88.7351 == ssl["heads"]["a"]["error"]
     _print_result(ssl, tmp_path)
     line = capsys.readouterr().out

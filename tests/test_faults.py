@@ -211,14 +211,14 @@ def test_an_image_list_run_resumed_in_process_is_exact(tmp_path):
     """The DataLoader of a resumed run is created after the state is restored: it must not
     draw from the global generator (it has its own)."""
     from pnl_da.config import compose
-    from pnl_da.engine.run import load_run_data
+    from pnl_da.engine.tasks import load_data
     from pnl_da.engine.trainer import Trainer
 
     make_office31(tmp_path / "data")
     cfg = compose(["benchmark=office31", "benchmark.source=amazon", "benchmark.target=webcam",
                    f"data.root={tmp_path / 'data'}", "method=dann", "trainer.steps=6",
                    "trainer.eval_every=3", *OFFICE[3:]])
-    data = load_run_data(cfg)
+    data = load_data(cfg)
     straight = Trainer(cfg, data, tmp_path / "straight")
     straight.fit()
     first = Trainer(cfg, data, tmp_path / "resumed")
@@ -584,13 +584,13 @@ def test_soak_of_five_runs_loses_nothing(tmp_path):
 
 
 def test_a_skipped_step_leaves_weights_and_batchnorm_statistics_as_they_were(monkeypatch):
-    from pnl_da.engine.run import load_run_data
+    from pnl_da.engine.tasks import load_data
     from pnl_da.engine.trainer import Trainer
     from pnl_da.methods.base import Method
     from tests.conftest import make_cfg
 
     cfg = make_cfg("method=dann", "backbone=dtn", "trainer.on_nan=skip")
-    trainer = Trainer(cfg, load_run_data(cfg))
+    trainer = Trainer(cfg, load_data(cfg))
     assert trainer.train_step(0) is not None
     before = {k: v.clone() for k, v in trainer.method.state_dict().items()}
     assert any(k.endswith("running_mean") for k in before)  # BatchNorm, updated by a forward

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pnl_da.engine.run import load_run_data
+from pnl_da.engine.tasks import load_data
 from pnl_da.engine.trainer import Trainer
 from tests.conftest import make_cfg
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gpu,
 @pytest.mark.parametrize("method", ["pnl", "cdan"])
 def test_gpu_training_uses_bf16_channels_last_and_learns(method):
     cfg = make_cfg(f"method={method}", "trainer.device=cuda", steps=300, eval_every=300)
-    trainer = Trainer(cfg, load_run_data(cfg))
+    trainer = Trainer(cfg, load_data(cfg))
     assert trainer.bf16 and trainer.channels_last
     assert trainer.source.images.is_cuda and trainer.target.images.is_cuda
     result = trainer.fit()
@@ -24,7 +24,7 @@ def test_gpu_training_uses_bf16_channels_last_and_learns(method):
 
 def test_gpu_resume_continues_from_the_checkpoint(tmp_path):
     cfg = make_cfg("method=pnl", "trainer.device=cuda", steps=40, eval_every=20)
-    data = load_run_data(cfg)
+    data = load_data(cfg)
     first = Trainer(cfg, data, tmp_path)
     first.fit(stop_at=20)
     second = Trainer(cfg, data, tmp_path)
@@ -36,7 +36,7 @@ def test_gpu_resume_continues_from_the_checkpoint(tmp_path):
 def test_gpu_host_memory_stream_copies_batches_to_the_device():
     cfg = make_cfg("method=dann", "trainer.device=cuda", "data.on_device=false", steps=5,
                    eval_every=5)
-    trainer = Trainer(cfg, load_run_data(cfg))
+    trainer = Trainer(cfg, load_data(cfg))
     assert not trainer.source.images.is_cuda and trainer.source.images.is_pinned()
     batch = trainer.next_batch()
     assert batch.labels.is_cuda and batch.source["none"].is_cuda
@@ -46,7 +46,7 @@ def test_gpu_host_memory_stream_copies_batches_to_the_device():
 def test_gpu_compiled_backbone_trains_and_checkpoints_like_eager(tmp_path):
     cfg = make_cfg("method=dann", "trainer.device=cuda", "trainer.compile=true", steps=20,
                    eval_every=20)
-    trainer = Trainer(cfg, load_run_data(cfg), tmp_path)
+    trainer = Trainer(cfg, load_data(cfg), tmp_path)
     trainer.fit()
     keys = set(trainer.method.state_dict())
     assert not any("_orig_mod" in k for k in keys)  # checkpoints load into an eager model
@@ -57,7 +57,7 @@ def test_gpu_cuda_graph_backbone_learns_resumes_and_evaluates(tmp_path):
     # are reused from step to step; training, evaluation and a resume must all still work
     cfg = make_cfg("method=pnl", "trainer.device=cuda", "trainer.cuda_graphs=true", steps=300,
                    eval_every=150)
-    data = load_run_data(cfg)
+    data = load_data(cfg)
     first = Trainer(cfg, data, tmp_path)
     assert first.cuda_graphs
     first.fit(stop_at=150)
@@ -72,12 +72,12 @@ def test_gpu_cuda_graph_backbone_learns_resumes_and_evaluates(tmp_path):
                                           ("pnl_paper", ["backbone=lenet", "trainer=digits"])])
 def test_gpu_ssl_methods_train_with_two_networks_and_beat_chance(method, extra):
     from pnl_da.config import compose
-    from pnl_da.engine.ssl_run import load_ssl_data
+    from pnl_da.engine.tasks import load_data
 
     cfg = compose(["dataset=mnist-sample", "dataset.labels=20", f"method={method}",
                    "trainer.device=cuda", "trainer.progress=false", "trainer.steps=300",
                    "trainer.eval_every=300", *extra], mode="ssl")
-    data, _ = load_ssl_data(cfg)
+    data = load_data(cfg)
     trainer = Trainer(cfg, data)
     assert trainer.bf16 and len(trainer.optimizers) == 2
     accuracy = trainer.fit()["evaluation"]["heads"]["mean"]["accuracy"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pnl_da.data.base import DomainData
-from pnl_da.engine.run import load_run_data
+from pnl_da.engine.tasks import load_data
 from pnl_da.engine.trainer import Trainer
 from pnl_da.methods import create_method
 from pnl_da.methods.base import Batch
@@ -46,7 +46,7 @@ def _ganin(progress, alpha):
 def digits_data():
     """The bundled digits task, with the evaluation set cut to 32 images (one evaluation per
     step below; what is evaluated does not matter for the GRL)."""
-    data = load_run_data(make_cfg("method=dann"))
+    data = load_data(make_cfg("method=dann"))
     full = data.target_eval
     return replace(data, target_eval=DomainData(full.images[:32], full.labels[:32], full.name,
                                                 full.split))

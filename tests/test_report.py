@@ -221,14 +221,14 @@ def test_runs_log_the_scores_and_analyze_draws_the_features(runs, capsys):
 
 def test_a_held_out_source_split_adds_dev(tmp_path):
     from pnl_da.config import compose
-    from pnl_da.engine.run import load_run_data
+    from pnl_da.engine.tasks import load_data
     from pnl_da.engine.trainer import Trainer
     from tests.fake_datasets import write_mnist_idx
 
     write_mnist_idx(tmp_path, n_train=64, n_test=40)
     cfg = compose(["benchmark.source=mnist", "benchmark.target=mnist-sample",
                    f"data.root={tmp_path}", "method=source_only", *SHORT])
-    data = load_run_data(cfg)
+    data = load_data(cfg)
     assert data.source_heldout is not None and len(data.source_heldout) == 40
     scores = Trainer(cfg, data).validation_scores()
     assert set(scores) == {"entropy", "im", "snd", "dev"} and math.isfinite(scores["dev"])

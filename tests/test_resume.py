@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from pnl_da.engine.run import load_run_data
+from pnl_da.engine.tasks import load_data
 from pnl_da.engine.trainer import Trainer
 from tests.conftest import make_cfg
 
@@ -14,7 +14,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, method):
     if method == "cdan":
         overrides += ["method.randomized=true", "method.entropy=true"]
     cfg = make_cfg(*overrides, steps=24, eval_every=8)
-    data = load_run_data(cfg)
+    data = load_data(cfg)
 
     straight = Trainer(cfg, data, tmp_path / "straight")
     straight.fit()
@@ -44,7 +44,7 @@ def _metrics(run_dir):
 
 
 def test_a_different_seed_gives_different_weights(tmp_path):
-    data = load_run_data(make_cfg("method=dann"))
+    data = load_data(make_cfg("method=dann"))
     w = []
     for seed in (0, 1):
         t = Trainer(make_cfg("method=dann", f"seed={seed}", steps=5, eval_every=5), data)

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from pnl_da.data.base import DomainData
-from pnl_da.engine.run import load_run_data
+from pnl_da.engine.tasks import load_data
 from pnl_da.engine.trainer import RunData, Trainer
 from tests.conftest import make_cfg
 
@@ -31,7 +31,7 @@ def fixmatch_cosine(step, total):
 @pytest.fixture(scope="module")
 def data():
     """The test task's data with a short evaluation split: these tests read no accuracy."""
-    full = load_run_data(make_cfg())
+    full = load_data(make_cfg())
     ev = full.target_eval
     return RunData(full.source, full.target_train,
                    DomainData(ev.images[:100], ev.labels[:100], ev.name, ev.split))

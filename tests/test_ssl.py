@@ -12,9 +12,10 @@ from omegaconf import OmegaConf
 from pnl_da.cli import main
 from pnl_da.config import compose, on_schema
 from pnl_da.config import to_yaml as to_yaml_text
-from pnl_da.data.ssl_datasets import get_ssl_dataset
+from pnl_da.data.registry import get_ssl_dataset
 from pnl_da.engine.evaluate import batches_for, evaluate
-from pnl_da.engine.ssl_run import load_ssl_data, prediction_names, summarize_ssl
+from pnl_da.engine.results import oracle_best, prediction_names
+from pnl_da.engine.tasks import SPLIT_FILE, SemiSupervised, default_out_dir
 from pnl_da.engine.trainer import Trainer
 from pnl_da.errors import UsageError
 from pnl_da.losses.distribution import DistributionAlignment
@@ -25,6 +26,12 @@ from pnl_da.models.averaging import ema_update
 from pnl_da.models.factory import create_backbone, create_model
 from pnl_da.models.heads import Classifier, DualClassifier
 from tests.fake_datasets import write_mnist_idx
+
+
+def load_ssl_data(cfg):
+    """(RunData, the labeled-split record) of a semi-supervised configuration."""
+    task = SemiSupervised(cfg)
+    return task.load(), task.split
 
 
 def ssl_cfg(*overrides, dataset="mnist-sample", labels=20, steps=12, eval_every=6):
@@ -456,8 +463,9 @@ def test_result_json_oracle_figure_follows_the_reported_prediction(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     final = {h: {"accuracy": acc, "mean_class_accuracy": acc}
              for h, acc in records[-1]["accuracy"].items()}
-    result = summarize_ssl(ssl_cfg(), {"heads": final}, 1.0,
-                           {"steps_trained": 12, "train_time_s": 1.0}, tmp_path, 12)
+    result = SemiSupervised(ssl_cfg()).summarize({"heads": final}, 1.0,
+                                                 {"steps_trained": 12, "train_time_s": 1.0},
+                                                 tmp_path, 12)
     assert result["prediction"] == "mean" and result["metrics"]["error"] == 15.0
     assert result["oracle_best_test_error"] == {"step": 12, "error": 15.0}
 
@@ -498,13 +506,12 @@ def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys
 def test_the_split_seed_names_its_own_default_folder_and_unset_means_the_run_seed():
     from pnl_da.config import to_yaml
     from pnl_da.engine.run import comparable
-    from pnl_da.engine.ssl_run import default_ssl_out_dir
 
     unset, same, other = (ssl_cfg("seed=3"), ssl_cfg("seed=3", "dataset.split_seed=3"),
                           ssl_cfg("seed=3", "dataset.split_seed=5"))
-    assert default_ssl_out_dir(unset) == default_ssl_out_dir(same)
-    assert default_ssl_out_dir(same).name == "seed3"
-    assert default_ssl_out_dir(other).name == "seed3-split5"
+    assert default_out_dir(unset) == default_out_dir(same)
+    assert default_out_dir(same).name == "seed3"
+    assert default_out_dir(other).name == "seed3-split5"
     # `--resume --split-seed 3` goes on with a run made without one: the same subset
     assert comparable(to_yaml(unset)) == comparable(to_yaml(same))
     assert comparable(to_yaml(unset)) != comparable(to_yaml(other))
@@ -529,7 +536,10 @@ def test_a_resume_rewrites_a_deleted_split_record_and_counts_earlier_wall_time(t
 
 
 def test_check_saved_split_accepts_only_the_subset_the_run_started_with(tmp_path):
-    from pnl_da.engine.ssl_run import SPLIT_FILE, check_saved_split
+    def check_saved_split(out_dir, record):
+        task = SemiSupervised(ssl_cfg())
+        task.split = record  # as drawn by load()
+        task.check_resume(out_dir)
 
     record = {"split_seed": 3, "labeled": [4, 1, 9]}
     check_saved_split(tmp_path, record)  # nothing saved yet: nothing to compare
@@ -542,7 +552,6 @@ def test_check_saved_split_accepts_only_the_subset_the_run_started_with(tmp_path
 def test_oracle_best_is_the_step_with_the_highest_test_accuracy_of_the_reported_head(tmp_path):
     """The oracle figure picks the best logged evaluation of the reported prediction (falling
     back to the mean of the heads where a record lacks it), never the worst or the last."""
-    from pnl_da.engine.ssl_run import oracle_best
 
     records = [{"step": 100, "accuracy": {"a": 61.5, "b": 70.25, "mean": 66.0}},
                {"step": 200, "accuracy": {"a": 83.125, "b": 64.0, "mean": 74.5}},

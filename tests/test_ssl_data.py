@@ -5,12 +5,8 @@ import pytest
 import torch
 from torchvision import datasets
 
-from pnl_da.data.ssl_datasets import (
-    SSL_DATASETS,
-    balanced_labeled_split,
-    get_ssl_dataset,
-    unlabeled_pool,
-)
+from pnl_da.data.registry import get_ssl_dataset
+from pnl_da.data.ssl_datasets import SSL_DATASETS, balanced_labeled_split, unlabeled_pool
 from pnl_da.errors import DataError, UsageError
 from tests.conftest import one_line_error
 from tests.fake_datasets import write_cifar, write_mnist_idx

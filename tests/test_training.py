@@ -6,7 +6,7 @@ method must add within 500 steps (a sixth of the default schedule).
 
 import pytest
 
-from pnl_da.engine.run import load_run_data
+from pnl_da.engine.tasks import load_data
 from pnl_da.engine.trainer import Trainer
 from tests.conftest import make_cfg
 
@@ -18,7 +18,7 @@ def accuracies():
     result = {}
     for method in ("source_only", "dann", "pnl"):
         cfg = make_cfg(f"method={method}", steps=STEPS, eval_every=STEPS)
-        trainer = Trainer(cfg, load_run_data(cfg))
+        trainer = Trainer(cfg, load_data(cfg))
         result[method] = trainer.fit()["evaluation"]["heads"]["mean"]["accuracy"]
     return result
 

@@ -1,5 +1,5 @@
-"""Semi-supervised datasets: a registry of what ``pnl-da ssl DATASET --labels N`` can train on,
-their loaders, and the balanced labeled split.
+"""Semi-supervised datasets: what ``pnl-da ssl DATASET --labels N`` can train on (found by name
+through pnl_da/data/registry.py), their loaders, and the balanced labeled split.
 
 CIFAR-10/100, SVHN and MNIST are read from torchvision's on-disk layout under the data root;
 mnist-sample and uci are bundled (offline) and get a fixed held-out test split (see
@@ -259,27 +259,6 @@ SSL_DATASETS: dict[str, SSLDataset] = {d.name: d for d in (
                            "holdout",
                download=None, classes="digits 0-9"),
 )}
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "").replace("-", "")
-
-
-def get_ssl_dataset(name: str) -> SSLDataset:
-    """The dataset called ``name`` (case-insensitive; ``CIFAR-10`` finds ``cifar10``)."""
-    key = name.strip().lower()
-    if key in SSL_DATASETS:
-        return SSL_DATASETS[key]
-    for dataset in SSL_DATASETS.values():
-        if _key(dataset.name) == _key(name):
-            return dataset
-    from pnl_da.data.registry import BENCHMARKS
-
-    if key in BENCHMARKS:
-        raise UsageError(f"'{name}' is a domain-adaptation benchmark, not a semi-supervised "
-                         f"dataset; run `pnl-da run {key} SOURCE->TARGET` (without --labels)")
-    raise UsageError(f"unknown SSL dataset '{name}'; choose one of: "
-                     f"{', '.join(SSL_DATASETS)} (see `pnl-da list datasets`)")
 
 
 # ----------------------------------------------------------------------------- labeled split

@@ -11,16 +11,9 @@ from pnl_da.config import on_schema
 from pnl_da.data.registry import get_benchmark
 from pnl_da.engine.checkpoint import LAST, load_checkpoint
 from pnl_da.engine.evaluate import batches_for, evaluate
-from pnl_da.engine.run import (
-    CONFIG,
-    RESULT,
-    check_data_root,
-    chosen_prediction,
-    comparison_runs,
-    headline_metrics,
-    prepare_domain,
-)
-from pnl_da.engine.ssl_run import prediction_names
+from pnl_da.engine.results import RESULT, chosen_prediction, headline_metrics, prediction_names
+from pnl_da.engine.run import CONFIG, comparison_runs
+from pnl_da.engine.tasks import check_data_root, prepare_domain
 from pnl_da.engine.trainer import autocast, resolve_device
 from pnl_da.errors import UsageError
 from pnl_da.methods import create_method
@@ -73,7 +66,7 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     ssl = "dataset" in cfg
     root = cfg.data.root
     if ssl:
-        from pnl_da.data.ssl_datasets import SSL_DATASETS, get_ssl_dataset
+        from pnl_da.data.registry import SSL_DATASETS, get_ssl_dataset
 
         trained = get_ssl_dataset(cfg.dataset.name)
         source = get_ssl_dataset(domain or cfg.dataset.name)

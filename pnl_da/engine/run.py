@@ -11,25 +11,22 @@ import platform
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from pnl_da.config import comparable, first_difference, to_yaml
-from pnl_da.data.registry import get_benchmark
 from pnl_da.engine import distributed, signals
 from pnl_da.engine.checkpoint import LAST, PREVIOUS, checkpoint_step
 from pnl_da.engine.evaluate import per_class_table
-from pnl_da.engine.trainer import METRICS, RunData, Trainer, resolve_device
-from pnl_da.errors import DataError, Interrupted, PnlError, UsageError, first_line
+from pnl_da.engine.results import RESULT, chosen_prediction
+from pnl_da.engine.tasks import task_of
+from pnl_da.engine.trainer import METRICS, Trainer, resolve_device
+from pnl_da.errors import Interrupted, PnlError, UsageError, first_line
 from pnl_da.files import WriteFailed, lock_folder, remove_stale_temporaries, write_json, write_text
 from pnl_da.models.factory import check_input_size, check_weights_available
 
-RESULT = "result.json"
-# The metric a benchmark reports first; VisDA's convention is the mean of per-class accuracies.
-HEADLINE = {"visda2017": "mean_class_accuracy"}
 CONFIG = "config.yaml"
 ENV = "env.json"  # versions, device, processor, commit: where each segment of the run was made
 # what makes a folder hold a run (see holds_run)
@@ -37,17 +34,6 @@ RUN_FILES = (RESULT, str(LAST), str(PREVIOUS), METRICS)
 # what env.json keeps of each segment of a run (a resumed run has one per start)
 SEGMENT_KEYS = ("host", "device", "gpu", "cpu", "cpu_threads", "torch", "git_commit",
                 "git_tracked_files_changed")
-
-
-def task_dirname(source: str, target: str) -> str:
-    """``uci2mnist-sample``: tllib's A2W style; '->' would be a redirection in shells."""
-    return f"{source}2{target}"
-
-
-def default_out_dir(cfg: DictConfig) -> Path:
-    b = cfg.benchmark
-    return Path("runs") / b.name / task_dirname(b.source, b.target) / cfg.method.name / \
-        f"seed{cfg.seed}"
 
 
 def saved_config(out_dir: Path) -> dict:
@@ -147,59 +133,6 @@ def check_out_dir(out_dir: Path, cfg_yaml: str, resume: bool) -> None:
                          "pass --out with a writable folder") from None
 
 
-def check_data_root(root: str) -> None:
-    path = Path(root)
-    if path.exists() and not path.is_dir():
-        raise DataError(f"data root {path} is a file, not a folder; pass --data-root with the "
-                        "folder that holds the datasets")
-
-
-def load_run_data(cfg: DictConfig) -> RunData:
-    check_data_root(cfg.data.root)
-    bench = get_benchmark(cfg.benchmark.name)
-    source, target = bench.domain(cfg.benchmark.source), bench.domain(cfg.benchmark.target)
-    # Source: its training split; evaluation on the target's test split, or the whole target
-    # domain where it has none (bundled digits, Office-31). Everything is found and checked
-    # before anything is decoded.
-    wanted = [(source, "train"), (target, cfg.benchmark.target_train_split),
-              (target, cfg.benchmark.target_eval_split)]
-    # Where the target trains and is evaluated on the same split (uci, mnist-sample, Office),
-    # it is read, checked and prepared once and serves both.
-    keys = [(d.name, d.resolve_split(s)) for d, s in wanted]
-    raw: dict[tuple[str, str], object] = {}
-    for (domain, split), key in zip(wanted, keys):
-        if key not in raw:
-            raw[key] = domain.load(cfg.data.root, split)
-    classes = [len(set(raw[k].labels.tolist())) for k in (keys[0], keys[2])]
-    if classes[0] != classes[1]:
-        raise DataError(f"source {source.name} has {classes[0]} classes but target "
-                        f"{target.name} has {classes[1]}; both lists must use the same "
-                        f"{bench.num_classes} class indices")
-    prepared = {k: prepare_domain(cfg, d) for k, d in raw.items()}
-    heldout = None
-    if "test" in source.splits and keys[0][1] != "test":  # DEV's labeled validation set
-        heldout = prepare_domain(cfg, source.load(cfg.data.root, "test"))
-    return RunData(*(prepared[k] for k in keys), source_heldout=heldout)
-
-
-def prepare_domain(cfg: DictConfig, data):
-    """In-memory domains: resized to the backbone's format. Image lists: decoded once into
-    the cache, at 256/224 of the training crop (tllib's resize 256, crop 224)."""
-    from pnl_da.data.base import DomainData, format_images
-    from pnl_da.data.image_cache import CachedDomain, load_or_build
-
-    size, channels = cfg.data.image_size, cfg.backbone.channels
-    if isinstance(data, DomainData):
-        data.images = format_images(data.images, size, channels)
-        return data
-    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else data.base / ".pnl-da-cache"
-    decoded = load_or_build(data.base, data.images, data.name, round(size * 256 / 224),
-                            cache_dir, skip_bad=cfg.data.skip_bad_images,
-                            workers=max(1, cfg.data.workers),
-                            log=lambda m: print(m, file=sys.stderr))
-    return CachedDomain(decoded, data.name, data.split)
-
-
 def environment(device: str) -> dict:
     import hydra
     import numpy
@@ -253,69 +186,6 @@ def git_state(folder: Path) -> tuple[str | None, list[str] | None]:
         return None, None
     changed = [line[3:] for line in status.stdout.splitlines()] if not status.returncode else None
     return head.stdout.strip() or None, changed
-
-
-def chosen_prediction(evaluation: dict, predict: str) -> tuple[str, dict]:
-    """(prediction used, its scores): the configured prediction when the model has it, else
-    the mean of the heads."""
-    heads = evaluation["heads"]
-    name = predict if predict in heads else "mean"
-    return name, heads[name]
-
-
-def headline_metrics(scores: dict, error: bool = False) -> dict:
-    """The reported metrics of one prediction: accuracy and mean class accuracy, and with
-    ``error`` the test error (semi-supervised runs report it). Stored unrounded: every table
-    and message rounds once, when it shows a number, so result.json, the run's summary line
-    and ``evaluate`` always show the same digits (rounding 11.2649 to 11.265 first showed
-    11.27 beside evaluate's 11.26)."""
-    metrics = {"accuracy": scores["accuracy"],
-               "mean_class_accuracy": scores["mean_class_accuracy"]}
-    if error:
-        metrics["error"] = 100 - scores["accuracy"]
-    return metrics
-
-
-def train_rate(fit: dict) -> float | None:
-    """Training steps per second of this process (None when nothing was trained)."""
-    return round(fit["steps_trained"] / fit["train_time_s"], 2) if fit["train_time_s"] else None
-
-
-def summarize(cfg: DictConfig, evaluation: dict, wall_time: float, fit: dict,
-              steps: int) -> dict:
-    _, chosen = chosen_prediction(evaluation, cfg.method.predict)
-    return {
-        "benchmark": cfg.benchmark.name,
-        "task": f"{cfg.benchmark.source}->{cfg.benchmark.target}",
-        "source": cfg.benchmark.source, "target": cfg.benchmark.target,
-        "method": cfg.method.name, "seed": int(cfg.seed), "steps": steps,
-        "metrics": headline_metrics(chosen),
-        "headline": HEADLINE.get(cfg.benchmark.name, "accuracy"),
-        "prediction": cfg.method.predict,
-        "heads": evaluation["heads"],
-        "wall_time_s": round(wall_time, 2),
-        "train_steps_per_s": train_rate(fit),
-        "validation": evaluation.get("validation"),
-    }
-
-
-def result_line(result: dict, out: Path) -> str:
-    """The line a finished run prints (``run``, ``ssl``, each job of a sweep)."""
-    if "dataset" in result:
-        m = result["metrics"]
-        oracle = result.get("oracle_best_test_error")
-        extra = (f"; oracle best-step test error {oracle['error']:.2f}% at step "
-                 f"{oracle['step']}" if oracle else "")
-        return (f"{result['method']} {result['dataset']} {result['labels']} labels seed "
-                f"{result['seed']}: test error {m['error']:.2f}% of the final model "
-                f"({result['prediction_is']}{extra}) -> {out / 'result.json'}")
-    m = result["metrics"]
-    names = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
-    first = result.get("headline", "accuracy")
-    second = "mean_class_accuracy" if first == "accuracy" else "accuracy"
-    return (f"{result['method']} {result['task']} seed {result['seed']}: target {names[first]} "
-            f"{m[first]:.2f}% ({names[second]} {m[second]:.2f}%, prediction: "
-            f"{result.get('prediction', 'mean')}) -> {out / 'result.json'}")
 
 
 def execute(cfg: DictConfig, out_dir: Path, resume: bool = False, log=print,
@@ -472,24 +342,17 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_p
              log, world) -> dict | None:
     """Load, train, score; the files are process 0's to write (the others return None)."""
     check_weights_available(cfg.backbone)
-    ssl = "dataset" in cfg  # a semi-supervised run (pnl_da/engine/ssl_run.py)
-    if ssl:
-        from pnl_da.engine import ssl_run
-
-        data, split = ssl_run.load_ssl_data(cfg)
-        if resume:
-            ssl_run.check_saved_split(out_dir, split)
-    else:
-        data = load_run_data(cfg)
+    task = task_of(cfg)  # domain adaptation or semi-supervised: the only difference
+    data = task.load()
+    if resume:
+        task.check_resume(out_dir)
     trainer = Trainer(cfg, data, out_dir)
     resumed = resume and trainer.resume(from_previous)
     if world.main:
         if not resumed:
             write_text(out_dir / CONFIG, cfg_yaml)
             (out_dir / METRICS).unlink(missing_ok=True)
-        if ssl and not (resumed and (out_dir / ssl_run.SPLIT_FILE).is_file()):
-            # a resume recreates a deleted record: the same settings draw the same subset
-            write_json(out_dir / ssl_run.SPLIT_FILE, split)
+        task.write_records(out_dir, resumed)
         record_environment(out_dir, str(trainer.device), trainer.step, resumed, world.size)
     if trainer.set_aside is not None:
         log(f"{out_dir / LAST} was set aside as {trainer.set_aside} (kept)")
@@ -506,14 +369,8 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_p
     wall_time = trainer.wall_time()  # a resumed run's includes its earlier segments
     evaluation = summary["evaluation"]
     confusion = evaluation["confusion"][chosen_prediction(evaluation, cfg.method.predict)[0]]
-    class_names = () if ssl else get_benchmark(cfg.benchmark.name).class_names
-    write_text(out_dir / "per_class.csv", per_class_table(confusion, class_names))
-    if ssl:
-        result = ssl_run.summarize_ssl(cfg, evaluation, wall_time, summary,
-                                       out_dir, trainer.total_steps)
-    else:
-        result = summarize(cfg, evaluation, wall_time, summary,
-                           trainer.total_steps)
+    write_text(out_dir / "per_class.csv", per_class_table(confusion, task.class_names))
+    result = task.summarize(evaluation, wall_time, summary, out_dir, trainer.total_steps)
     skipped = {d.name: len(d.decoded.skipped) for d in (data.source, data.target_train,
                                                          data.target_eval)
                if getattr(getattr(d, "decoded", None), "skipped", None)}

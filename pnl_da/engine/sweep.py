@@ -239,7 +239,8 @@ def _job_of(sweep: Sweep, folder: Path) -> Job | None:
 def run_planned(job: Job) -> dict | None:
     """One job: its run, reused, resumed or trained. An error is the job's one line (the other
     jobs go on); a signal stops the sweep."""
-    from pnl_da.engine.run import execute, holds_run, result_line
+    from pnl_da.engine.results import result_line
+    from pnl_da.engine.run import execute, holds_run
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -378,7 +379,7 @@ def labelled_sweep(mode: str, planned: list[tuple[DictConfig, Path]], hydra_args
 def tasks_of(benchmark: str, tasks: str) -> dict[str, tuple[str, str]]:
     """``'A->W,D->W'`` as sweep choices: {"amazon2webcam": ("amazon", "webcam"), ...}."""
     from pnl_da.data.registry import get_benchmark
-    from pnl_da.engine.run import task_dirname
+    from pnl_da.engine.tasks import task_dirname
 
     bench = get_benchmark(benchmark)
     found = {}

@@ -68,7 +68,7 @@ def analyze_run(run_dir: Path, out: Path, data_root: str | None = None,
     from pnl_da.engine import validators
     from pnl_da.engine.evaluate import batches_for, outputs
     from pnl_da.engine.evaluate_run import finished_run_config, load_method
-    from pnl_da.engine.run import prepare_domain
+    from pnl_da.engine.tasks import prepare_domain
     from pnl_da.engine.trainer import autocast, resolve_device
     from pnl_da.files import write_json
 

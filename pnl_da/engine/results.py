@@ -1,0 +1,83 @@
+"""What a finished run reports: the prediction it is scored by, its headline metrics, the
+oracle figure of a semi-supervised run, and the line a run prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pnl_da.engine.trainer import metrics_records
+
+RESULT = "result.json"
+# The metric a benchmark reports first; VisDA's convention is the mean of per-class accuracies.
+HEADLINE = {"visda2017": "mean_class_accuracy"}
+
+
+def chosen_prediction(evaluation: dict, predict: str) -> tuple[str, dict]:
+    """(prediction used, its scores): the configured prediction when the model has it, else
+    the mean of the heads."""
+    heads = evaluation["heads"]
+    name = predict if predict in heads else "mean"
+    return name, heads[name]
+
+
+def headline_metrics(scores: dict, error: bool = False) -> dict:
+    """The reported metrics of one prediction: accuracy and mean class accuracy, and with
+    ``error`` the test error (semi-supervised runs report it). Stored unrounded: every table
+    and message rounds once, when it shows a number, so result.json, the run's summary line
+    and ``evaluate`` always show the same digits (rounding 11.2649 to 11.265 first showed
+    11.27 beside evaluate's 11.26)."""
+    metrics = {"accuracy": scores["accuracy"],
+               "mean_class_accuracy": scores["mean_class_accuracy"]}
+    if error:
+        metrics["error"] = 100 - scores["accuracy"]
+    return metrics
+
+
+def train_rate(fit: dict) -> float | None:
+    """Training steps per second of this process (None when nothing was trained)."""
+    return round(fit["steps_trained"] / fit["train_time_s"], 2) if fit["train_time_s"] else None
+
+
+def oracle_best(metrics_path: Path, head: str) -> dict | None:
+    """Best test accuracy over the logged evaluations: an oracle figure (it picks a step by
+    looking at the test set), reported beside the final model's, never instead of it."""
+    best = None
+    for _, record in metrics_records(metrics_path):
+        acc = record["accuracy"].get(head, record["accuracy"].get("mean"))
+        if acc is not None and (best is None or acc > best["accuracy"]):
+            best = {"step": record["step"], "accuracy": acc}
+    if best is None:
+        return None
+    return {"step": best["step"], "error": 100 - best["accuracy"]}
+
+
+def prediction_names(method: str, heads: dict, eval_ema: float = 0.0) -> dict[str, str]:
+    """What each evaluated prediction of a semi-supervised run is (result.json's
+    ``prediction_is``, evaluate's report); ``eval_ema``: the run scores an EMA of its weights."""
+    if method == "mean_teacher":
+        names = {"a": "teacher (EMA)", "b": "student", "mean": "mean of both softmaxes"}
+    elif len(heads) == 2:  # one head: "a" and "mean" are the same model
+        names = {"a": "the model", "mean": "the model"}
+    else:
+        names = {"a": "submodel A", "b": "submodel B", "mean": "mean of both softmaxes"}
+    if eval_ema:
+        names = {h: f"{n}, EMA of the weights (decay {eval_ema})" for h, n in names.items()}
+    return names
+
+
+def result_line(result: dict, out: Path) -> str:
+    """The line a finished run prints (``run``, ``ssl``, each job of a sweep)."""
+    m = result["metrics"]
+    if "dataset" in result:
+        oracle = result.get("oracle_best_test_error")
+        extra = (f"; oracle best-step test error {oracle['error']:.2f}% at step "
+                 f"{oracle['step']}" if oracle else "")
+        return (f"{result['method']} {result['dataset']} {result['labels']} labels seed "
+                f"{result['seed']}: test error {m['error']:.2f}% of the final model "
+                f"({result['prediction_is']}{extra}) -> {out / RESULT}")
+    names = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
+    first = result.get("headline", "accuracy")
+    second = "mean_class_accuracy" if first == "accuracy" else "accuracy"
+    return (f"{result['method']} {result['task']} seed {result['seed']}: target {names[first]} "
+            f"{m[first]:.2f}% ({names[second]} {m[second]:.2f}%, prediction: "
+            f"{result.get('prediction', 'mean')}) -> {out / RESULT}")
