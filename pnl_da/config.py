@@ -98,6 +98,10 @@ class AugmentConfig:
     solarize: float = 0.0  # probability of inverting pixels above 0.5
     flip: float = 0.0  # probability of a horizontal flip
     padding: Padding = Padding.zeros  # what the affine map shows outside the image
+    # > 0: RandAugment: this many of the ops above per image, drawn at random among those set
+    # (and identity), each at a random magnitude up to its setting, instead of all of them;
+    # flip and erase (Cutout) stay on for every image, as in FixMatch's strong view
+    rand_ops: int = 0
 
 
 @dataclass
@@ -232,6 +236,8 @@ RANGES = {
     "backbone.bottleneck_dim": (0, None, False),
     "data.image_size": (0, None, True),
     "data.workers": (0, None, False),
+    "data.weak.rand_ops": (0, None, False),
+    "data.strong.rand_ops": (0, None, False),
     **{f"data.{view}.{p}": (0, 1, False) for view in ("weak", "strong")
        for p in ("erase", "solarize", "flip")},  # probabilities
     "method.k": (0, None, True),

@@ -163,3 +163,31 @@ def test_the_global_torch_seed_does_not_change_the_augmentation():
     first = augment(x, aug, gen(5))
     torch.manual_seed(2)
     assert torch.equal(first, augment(x, aug, gen(5)))
+
+
+def test_rand_augment_gives_each_image_its_number_of_ops_drawn_from_those_set():
+    # RandAugment: N of the configured ops (and identity) per image, drawn at random; the
+    # others leave the image alone. Contrast alone set, one op per image: about half the
+    # images get it, the others (identity drawn) come back unchanged.
+    from pnl_da.data.augment import rand_choice
+
+    aug = AugmentConfig(contrast=0.9, rand_ops=1)
+    x = images(n=400)
+    out = augment(x, aug, gen(1))
+    chosen = rand_choice(aug, 400, gen(1), x.device)["contrast"]
+    changed = torch.tensor(changed_per_image(x, out))
+    assert torch.equal(changed, chosen)
+    assert 150 < int(chosen.sum()) < 250
+    # two of four configured ops per image (three and identity): every image gets exactly two
+    aug = AugmentConfig(rotate=20.0, contrast=0.5, brightness=0.2, rand_ops=2)
+    masks = rand_choice(aug, 400, gen(2), x.device)
+    drawn = sum(masks[op].long() for op in ("rotate", "contrast", "brightness"))
+    assert set(drawn.tolist()) == {1, 2}  # identity takes the second place of some images
+    assert not masks["shear"].any() and not masks["solarize"].any()  # not set: never drawn
+    assert torch.equal(augment(x, aug, gen(3)), augment(x, aug, gen(3)))  # reproducible
+
+
+def test_rand_augment_keeps_cutout_on_every_image():
+    aug = AugmentConfig(contrast=0.5, erase=1.0, rand_ops=1)
+    out = augment(images(n=32) + 0.5, aug, gen(0))  # no pixel is 0 before the erase
+    assert all((img == 0).any() for img in out)

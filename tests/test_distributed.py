@@ -42,8 +42,10 @@ def torchrun(*argv, processes: int = 2, script: Path | None = None, **kwargs):
 def test_two_processes_write_one_result_and_take_the_global_batchs_step(tmp_path):
     script = tmp_path / "no_dropout.py"
     script.write_text(NO_DROPOUT)
+    # no bottleneck: its BatchNorm normalises each process's half of the batch (SyncBatchNorm
+    # is for GPUs), so only a network without BatchNorm takes exactly the global batch's step
     args = [*DIGITS, "method=source_only", "trainer.steps=1", "trainer.eval_every=1",
-            "trainer.batch_size=16"]
+            "trainer.batch_size=16", "backbone.bottleneck_dim=0"]
     one = subprocess.run([sys.executable, str(script), *args, "--out", str(tmp_path / "one")],
                          cwd=ROOT, env=env_one_thread(), capture_output=True, text=True)
     assert one.returncode == 0, one.stderr

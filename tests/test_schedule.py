@@ -145,7 +145,7 @@ def test_the_usb_preset_trains_with_usbs_schedule_and_weight_decay():
             0.03, 5e-4, "fixmatch_cosine", False)
 
 
-def test_usb_mean_teacher_reads_as_many_unlabeled_images_as_labeled_ones():
+def test_mean_teacher_reads_as_many_unlabeled_images_as_labeled_ones_and_fixmatch_seven():
     """USB's Mean Teacher configs use uratio 1 (64 + 64 images per step), its FixMatch 7; the
     pair's setting applies to that pair only, and the command line still wins."""
     from pnl_da.config import compose
@@ -158,7 +158,10 @@ def test_usb_mean_teacher_reads_as_many_unlabeled_images_as_labeled_ones():
     assert unlabeled("method=mean_teacher") == 64
     assert unlabeled("method=fixmatch") == unlabeled("method=pnl") == 448
     assert unlabeled("method=mean_teacher", "trainer.unlabeled_batch_size=96") == 96
-    assert unlabeled("method=mean_teacher", dataset="mnist-sample") == unlabeled(
-        "method=fixmatch", dataset="mnist-sample") == 64  # the digits preset: one for all
+    # the digits preset: 32 labeled per step; FixMatch reads 7 x 32 (mu = 7), Mean Teacher
+    # 1 x 32, PNL the preset's 64
+    assert unlabeled("method=fixmatch", dataset="mnist-sample") == 7 * 32
+    assert unlabeled("method=mean_teacher", dataset="mnist-sample") == 32
+    assert unlabeled("method=pnl", dataset="mnist-sample") == 64
     with pytest.raises(UsageError, match="trainer_method follows trainer= and method="):
         unlabeled("trainer_method=usb_mean_teacher")

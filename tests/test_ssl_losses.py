@@ -73,6 +73,25 @@ def test_mean_teacher_consistency_trains_the_student_and_never_the_teacher():
     assert d_weak2.abs().sum() > 0 and torch.count_nonzero(d_weak) == 0
 
 
+def test_mean_teacher_consistency_weight_ramps_linearly_as_usb_warms_up():
+    # USB's unsup_warmup: weight * min(1, t / (0.4 T)); the same batch at three points of the
+    # run scales the consistency by exactly that factor
+    torch.manual_seed(0)
+    method = MeanTeacher(method_cfg("mean_teacher"), linear_model(), num_classes=3)
+    with torch.no_grad():
+        for p in method.teacher.parameters():
+            p.add_(torch.randn_like(p))
+    batch = Batch({"weak": torch.randn(2, 4)}, torch.tensor([0, 1]),
+                  {"weak": torch.randn(5, 4), "weak2": torch.randn(5, 4)})
+    values = {}
+    for progress in (0.1, 0.2, 0.4, 0.9):
+        method.set_progress(progress)
+        values[progress] = method.losses(batch, step=0)["consistency"].item()
+    assert values[0.2] == pytest.approx(2 * values[0.1], rel=1e-5)
+    assert values[0.4] == pytest.approx(4 * values[0.1], rel=1e-5)
+    assert values[0.9] == pytest.approx(values[0.4], rel=1e-6)  # full weight after the ramp
+
+
 # -- FixMatch ----------------------------------------------------------------------------------
 
 def confident_model() -> Classifier:

@@ -16,13 +16,21 @@ def _uniform(n: int, bound: float, gen: torch.Generator, device) -> torch.Tensor
     return (torch.rand(n, generator=gen, device=device) * 2 - 1) * bound
 
 
-def random_affine(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
-    """Rotate, shear, scale and translate each image by its own random amounts."""
+def random_affine(x: torch.Tensor, aug, gen: torch.Generator,
+                  chosen: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Rotate, shear, scale and translate each image by its own random amounts; with
+    ``chosen`` (op name -> (B,) bool), only the images whose draw chose that op get it."""
     n, device = x.shape[0], x.device
-    angle = _uniform(n, math.radians(aug.rotate), gen, device)
-    shear = _uniform(n, math.radians(aug.shear), gen, device)
-    scale = 1 + _uniform(n, aug.scale, gen, device)
-    shift = _uniform(2 * n, 2 * aug.translate, gen, device).view(n, 2)  # grid spans [-1, 1]
+
+    def only(name, values):
+        return values if chosen is None else values * chosen[name].view(-1, *[1] * (
+            values.dim() - 1)).to(values.dtype)
+
+    angle = only("rotate", _uniform(n, math.radians(aug.rotate), gen, device))
+    shear = only("shear", _uniform(n, math.radians(aug.shear), gen, device))
+    scale = 1 + only("scale", _uniform(n, aug.scale, gen, device))
+    # the grid spans [-1, 1]
+    shift = only("translate", _uniform(2 * n, 2 * aug.translate, gen, device).view(n, 2))
     cos, sin = torch.cos(angle), torch.sin(angle)
     # theta maps output to input coordinates; dividing by scale enlarges the content.
     theta = torch.stack([
@@ -73,7 +81,27 @@ def random_erase(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Te
     return x.masked_fill(mask, 0.0)
 
 
+# The ops RandAugment draws from, where the view configures them (a magnitude above 0); each is
+# drawn at a random magnitude up to its setting, as FixMatch's RandAugment does.
+RAND_OPS = ("rotate", "shear", "scale", "translate", "contrast", "brightness", "solarize")
+
+
+def rand_choice(aug, n: int, gen: torch.Generator, device) -> dict[str, torch.Tensor]:
+    """RandAugment's draw: for each image, ``aug.rand_ops`` distinct ops among the configured
+    ones and identity (which does nothing), uniformly; op name -> (B,) bool."""
+    pool = [op for op in RAND_OPS if getattr(aug, op, 0.0)] + ["identity"]
+    count = min(int(aug.rand_ops), len(pool))
+    order = torch.rand(n, len(pool), generator=gen, device=device).argsort(dim=1)[:, :count]
+    picked = torch.zeros(n, len(pool), dtype=torch.bool, device=device)
+    picked.scatter_(1, order, True)
+    masks = {op: picked[:, i] for i, op in enumerate(pool)}
+    return {op: masks.get(op, torch.zeros(n, dtype=torch.bool, device=device))
+            for op in RAND_OPS}
+
+
 def augment(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
+    if getattr(aug, "rand_ops", 0):
+        return rand_augment(x, aug, gen)
     if getattr(aug, "flip", 0.0):
         x = random_flip(x, aug.flip, gen)
     if aug.rotate or aug.shear or aug.scale or aug.translate:
@@ -84,6 +112,31 @@ def augment(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
         x = random_brightness(x, aug.brightness, gen)
     if getattr(aug, "solarize", 0.0):
         x = random_solarize(x, aug.solarize, gen)
+    if aug.erase:
+        x = random_erase(x, aug.erase, gen)
+    return x
+
+
+def rand_augment(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
+    """RandAugment-style view (Cubuk et al. 2020, as FixMatch uses it): the flip, then
+    ``aug.rand_ops`` ops per image drawn from the configured ones (``rand_choice``), then
+    Cutout (``erase``) as always."""
+    n, device = x.shape[0], x.device
+    if getattr(aug, "flip", 0.0):
+        x = random_flip(x, aug.flip, gen)
+    chosen = rand_choice(aug, n, gen, device)
+    if any(chosen[op].any() for op in ("rotate", "shear", "scale", "translate")):
+        x = random_affine(x, aug, gen, chosen)
+
+    def where(op, changed):
+        return torch.where(chosen[op].view(-1, 1, 1, 1), changed, x)
+
+    if aug.contrast:
+        x = where("contrast", random_contrast(x, aug.contrast, gen))
+    if getattr(aug, "brightness", 0.0):
+        x = where("brightness", random_brightness(x, aug.brightness, gen))
+    if getattr(aug, "solarize", 0.0):
+        x = where("solarize", random_solarize(x, aug.solarize, gen))
     if aug.erase:
         x = random_erase(x, aug.erase, gen)
     return x

@@ -236,7 +236,7 @@ DIGITS = Benchmark(
                "SVHN 73,257 + 26,032 (torchvision format)"),
     ),
     standard_tasks=("uci->mnist-sample", "mnist-sample->uci", "mnist-sample->mnist-m-sample",
-                    "mnist-sample->mnist-sample-inverted", "uci->mnist-sample-thick",
+                    "mnist-sample->mnist-sample-inverted", "mnist-sample->mnist-sample-thick",
                     "uci-lowres->mnist-sample", "mnist->usps", "usps->mnist", "svhn->mnist"),
     description="handwritten digits, 10 classes",
     download=download_digits,

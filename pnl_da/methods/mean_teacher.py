@@ -13,7 +13,6 @@ from pnl_da.choice import Predict, View
 from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.options import MethodConfig
-from pnl_da.methods.pnl import sigmoid_rampup
 from pnl_da.models.averaging import ema_update, warmed_decay
 from pnl_da.models.heads import DualClassifier
 
@@ -26,7 +25,13 @@ class MeanTeacherConfig(MethodConfig):
     predict: Predict = Predict.a  # a: the teacher (EMA), b: the student
     ema_decay: float = 0.999  # teacher = decay * teacher + (1 - decay) * student
     weight: float = 50.0  # maximum weight of the softmax-MSE consistency (USB's lambda_u)
-    ramp: float = 0.4  # fraction of training over which it ramps up
+    ramp: float = 0.4  # fraction of training over which it ramps up, linearly (USB's warm-up)
+
+
+def linear_rampup(progress: float, length: float) -> float:
+    """``t / T`` for t < T, then 1 (USB's ``unsup_warmup``); ``length`` T as a fraction of the
+    run, 0: no ramp."""
+    return 1.0 if length <= 0 else min(1.0, progress / length)
 
 
 class MeanTeacher(Method):
@@ -52,7 +57,7 @@ class MeanTeacher(Method):
         # mean squared softmax difference over images and classes (USB's scale, for
         # which its weight of 50 is tuned)
         consistency = softmax_mse_per_image(student.logits[0], teacher_logits[0]).mean()
-        weight = self.cfg.weight * sigmoid_rampup(self.progress, self.cfg.ramp)
+        weight = self.cfg.weight * linear_rampup(self.progress, self.cfg.ramp)
         return {"cls": self.supervised_loss(labeled, batch.labels),
                 "consistency": weight * consistency}
 
