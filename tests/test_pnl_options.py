@@ -162,7 +162,9 @@ def test_positive_threshold_adds_cross_entropy_on_the_generators_confident_argma
     weak = _logits(_pnl(), batch.target["weak"])  # same seed: the same weights as below
     confidence = [torch.softmax(z, 1).max(1).values for z in weak]
     threshold = confidence[0].median().item()  # some images of head A pass, some do not
-    method = _pnl(f"method.positive_threshold={threshold}", "method.positive_weight=0.5")
+    # generator_view=same: the learner reads the weak view too, so its logits are weak[learn]
+    method = _pnl(f"method.positive_threshold={threshold}", "method.positive_weight=0.5",
+                  "method.generator_view=same")
     assert torch.allclose(_logits(method, batch.target["weak"])[0], weak[0])
     losses = method.losses(batch, 0)
     expected = 0.0
