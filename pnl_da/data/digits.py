@@ -26,15 +26,22 @@ def _from_numpy(images: np.ndarray, labels: np.ndarray, name: str, split: str) -
 
 
 @lru_cache(maxsize=1)
-def _uci_images() -> tuple[torch.Tensor, torch.Tensor]:
+def _uci_raw() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's UCI optdigits as float 8x8 images on MNIST's 0..255 scale, and labels."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     x = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
+    return x, torch.from_numpy(digits.target).long()
+
+
+@lru_cache(maxsize=1)
+def _uci_images() -> tuple[torch.Tensor, torch.Tensor]:
+    x, labels = _uci_raw()
     # MNIST digits fill a 20x20 box centred in 28x28; put the 8x8 UCI digits in the same box.
     x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
     x = F.pad(x, (4, 4, 4, 4)).round().clamp(0, 255).to(torch.uint8)
-    return x, torch.from_numpy(digits.target).long()
+    return x, labels
 
 
 def load_uci(root: str, split: str) -> DomainData:
@@ -114,13 +121,10 @@ def load_uci_lowres(root: str, split: str) -> DomainData:
     """The UCI digits at their own resolution: each 8x8 pixel a 2x2 block (nearest), 16x16
     centred in 28x28. ``uci`` is smoothed (bilinear) into MNIST's 20x20 box instead, so this
     domain differs from it in scale and in its blocky edges."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
+    x, labels = _uci_raw()
     x = F.interpolate(x, scale_factor=2, mode="nearest")
     x = F.pad(x, (6, 6, 6, 6)).round().clamp(0, 255).to(torch.uint8)
-    return DomainData(x, torch.from_numpy(digits.target).long(), "uci-lowres", split)
+    return DomainData(x, labels.clone(), "uci-lowres", split)
 
 
 def _extract_mnist(root: str) -> None:
