@@ -132,7 +132,9 @@ class SemiSupervised(Task):
         self.split: dict | None = None  # the labeled subset, once drawn
 
     def split_seed(self) -> int:
-        return split_seed(self.cfg)
+        """The seed of the labeled subset: ``dataset.split_seed``, unset meaning the run seed."""
+        seed = self.cfg.dataset.split_seed
+        return int(self.cfg.seed if seed is None else seed)
 
     def default_out_dir(self) -> Path:
         """``runs/ssl/<dataset>-<labels>/<method>/seed<seed>``, with ``-split<S>`` where the
@@ -189,10 +191,6 @@ class SemiSupervised(Task):
                 "oracle_best_test_error": oracle_best(out_dir / METRICS, report["prediction"]),
                 "validation": evaluation.get("validation"),
                 "wall_time_s": round(wall_time, 2), "train_steps_per_s": train_rate(fit)}
-
-
-def split_seed(cfg: DictConfig) -> int:
-    return int(cfg.dataset.split_seed if cfg.dataset.split_seed is not None else cfg.seed)
 
 
 def task_dirname(source: str, target: str) -> str:
