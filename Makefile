@@ -40,7 +40,8 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# --durations: CI's 20-minute limit is close, so every run names its slowest tests
 test: $(STAMP)
 	$(BIN)/ruff check .
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
