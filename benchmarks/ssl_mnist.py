@@ -1,7 +1,8 @@
 """Semi-supervised MNIST sample with 20 labels: every SSL method x 5 seeds, test error.
 
 Each run is `pnl-da ssl mnist-sample --labels 20 method=M seed=S` with the default digits
-schedule (LeNet, 2000 steps, 32 labeled + 64 unlabeled images per step); the labeled subset
+schedule (LeNet, 2000 steps, 32 labeled images per step; unlabeled images per step as each
+method's recipe sets them, in its own column); the labeled subset
 follows the seed (split seed = run seed), so every method sees the same 5 subsets. Finished runs
 are reused, so an interrupted benchmark continues where it stopped.
 
@@ -112,6 +113,13 @@ def made_on(run_dirs) -> str:
     return "; ".join(f"{where} ({n} run{'s' * (n != 1)})" for where, n in counts.items())
 
 
+def unlabeled_per_step(cfg) -> int:
+    """Unlabeled images a run reads per step (0: the method reads none)."""
+    if cfg.method.target_view == "none":
+        return 0
+    return int(cfg.trainer.unlabeled_batch_size or cfg.trainer.batch_size)
+
+
 def mean_std(values) -> tuple[float, float]:
     values = list(values)
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -174,10 +182,11 @@ def main() -> int:
              f"made on: {made_on(run_dir(args.runs, m, s) for m, s, *_ in done)}; "
              f"{datetime.date.today()}. Seeds {args.seeds} "
              "(the labeled subset follows the seed). LeNet, default digits schedule "
-             f"{' '.join(args.overrides) or '(2000 steps, 32 labeled + 64 unlabeled per step)'}."
+             f"{' '.join(args.overrides) or '(2000 steps, 32 labeled images per step)'}."
              " Test set: the fixed 20% holdout of the sample (999 images).", "",
-             "| method | test error % (mean ± std) | per seed | prediction | minutes per run |",
-             "|---|---|---|---|---|"]
+             "| method | test error % (mean ± std) | per seed | prediction | unlabeled per step "
+             "| minutes per run |",
+             "|---|---|---|---|---|---|"]
     summary = {}
     for method in methods:
         mean, std = mean_std(errors[method].values())
@@ -185,6 +194,7 @@ def main() -> int:
         per_seed = " ".join(f"{errors[method][s]:.2f}" for s in seeds)
         prediction = next(r["prediction_is"] for m, _, r, _ in done if m == method)
         lines.append(f"| {method} | {mean:.2f} ± {std:.2f} | {per_seed} | {prediction} | "
+                     f"{unlabeled_per_step(planned[method, seeds[0]][0])} | "
                      f"{statistics.mean(times[method]) / 60:.1f} |")
     baselines = [m for m in summary
                  if m != REFERENCE and VARIANTS.get(m, (m,))[0] in BASELINES]
