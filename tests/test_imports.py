@@ -14,6 +14,15 @@ def module_name(path: Path, package: Path = PACKAGE) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def absolute_module(name: str, path: Path, node: ast.ImportFrom) -> str:
+    """The module a ``from ... import`` names, relative ones (``from .x import y``) resolved."""
+    if node.level == 0:
+        return node.module
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    base = package[:len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     """module -> the package modules it imports (``from pnl_da.x import y`` counts as an
     import of ``pnl_da.x.y`` where that is a module, else of ``pnl_da.x``)."""
@@ -24,9 +33,10 @@ def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{alias.name}" for alias in node.names]
-                targets = [t if t in modules else node.module for t in targets]
+            elif isinstance(node, ast.ImportFrom):
+                base = absolute_module(name, path, node)
+                targets = [f"{base}.{alias.name}" for alias in node.names]
+                targets = [t if t in modules else base for t in targets]
             else:
                 continue
             edges.update(t for t in targets if t in modules and t != name)
@@ -78,3 +88,14 @@ def test_the_check_sees_a_circle_through_a_deferred_import(tmp_path):
     (package / "b.py").write_text("def f():\n    from pnl_da.a import g\n")
     (package / "c.py").write_text("import pnl_da.a\n")
     assert cycles(import_graph(package)) == [["pnl_da.a", "pnl_da.b"]]
+
+
+def test_the_check_resolves_relative_imports(tmp_path):
+    package = tmp_path / "pnl_da"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from . import x\n")
+    (package / "sub" / "x.py").write_text("from ..y import f\n")
+    (package / "y.py").write_text("def f():\n    from .sub import x\n")
+    assert cycles(import_graph(package)) == [["pnl_da.sub.x", "pnl_da.y"]]
+
