@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import emit, machine  # noqa: E402
 from benchmarks.digits_tasks import (  # noqa: E402
     CANDIDATES,
     CHOICE_TASKS,
@@ -30,6 +29,7 @@ from benchmarks.digits_tasks import (  # noqa: E402
     cell,
     plan,
     run_all,
+    write_report,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -61,8 +61,7 @@ def main() -> int:
         mean = statistics.mean(acc[t, method, s] for t in CHOICE_TASKS for s in SEEDS)
         lines.append(f"| {NAMES[method]} ({chosen[method]}) | " + " | ".join(cells)
                      + f" | {mean:.2f} |")
-    lines += ["", f"Machine: {machine()}; one thread a run, {args.jobs} runs at a time."]
-    emit("\n".join(lines) + "\n", args.out)
+    write_report(lines, args.jobs, args.out)
     return 0
 
 

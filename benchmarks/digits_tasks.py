@@ -94,6 +94,12 @@ def cell(values: list[float]) -> str:
             if len(values) > 1 else f"{values[0]:.2f}")
 
 
+def write_report(lines: list[str], n_jobs: int, out: Path) -> None:
+    """The study scripts' common footer (machine, parallelism), then print and save."""
+    lines += ["", f"Machine: {machine()}; one thread a run, {n_jobs} runs at a time."]
+    emit("\n".join(lines) + "\n", out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2)
@@ -163,8 +169,7 @@ def main() -> int:
                                                           if label == "bottleneck 0" else "")
             lines.append(f"| {NAMES[method]} | {label} | `{' '.join(overrides) or '-'}` | "
                          + " | ".join(cells) + f" | {mean:.2f} | {mark} |")
-    lines += ["", f"Machine: {machine()}; one thread a run, {args.jobs} runs at a time."]
-    emit("\n".join(lines) + "\n", args.out)
+    write_report(lines, args.jobs, args.out)
     args.out.with_suffix(".json").write_text(json.dumps(
         {"chosen": chosen, "runs": [{"task": k[0], "method": k[1], "candidate": k[2],
                                      "seed": k[3], "accuracy": v} for k, v in acc.items()]},

@@ -28,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import emit, machine  # noqa: E402
 from benchmarks.digits_tasks import (  # noqa: E402
     BOTTLENECK_0,
     CHOICE_TASKS,
@@ -37,6 +36,7 @@ from benchmarks.digits_tasks import (  # noqa: E402
     cell,
     plan,
     run_all,
+    write_report,
 )
 
 DEFAULT = "default (this project)"
@@ -94,8 +94,7 @@ def main() -> int:
             change = statistics.mean(values) - base
             lines.append(f"| {method.upper()} | {name} | " + " | ".join(cells)
                          + f" | {change:+.2f} |")
-    lines += ["", f"Machine: {machine()}; one thread a run, {args.jobs} runs at a time."]
-    emit("\n".join(lines) + "\n", args.out)
+    write_report(lines, args.jobs, args.out)
     return 0
 
 
