@@ -147,6 +147,10 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=None, help="run folders (default: a "
                         "temporary folder, removed)")
     args = parser.parse_args()
+    # its SIGINT faults stand for a terminal's Ctrl-C: started as a shell's background job, this
+    # process and so its runs would ignore SIGINT (pnl-da keeps a signal ignored at start-up
+    # ignored), so take Python's own handler back; exec gives the runs the default disposition
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.perf_counter()
     holder = None if args.work else tempfile.TemporaryDirectory(prefix="pnl-da-soak-")
     work = args.work or Path(holder.name)

@@ -52,9 +52,13 @@ def cli(*argv, **kwargs) -> subprocess.CompletedProcess:
 
 
 def start(*argv) -> subprocess.Popen:
+    """The run as a terminal's foreground job, whose Ctrl-C a SIGINT stands for: a shell's
+    background job (``pytest &``, ``nohup``) starts with SIGINT ignored, and pnl-da rightly
+    keeps it ignored, so the child gets the default disposition back."""
     return subprocess.Popen([sys.executable, "-m", "pnl_da", *map(str, argv)], cwd=ROOT,
                             env=env_one_thread(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def metrics(run: Path) -> list[dict]:
