@@ -47,7 +47,7 @@ REFERENCE = "supervised-all-labels"  # the full-label row; never counted as a ba
 
 
 def plan(name: str, method: str, variant: list[str], seed: int, root: str,
-         extra: list[str], dataset: str = "mnist-sample"):
+         extra: list[str], dataset: str):
     """One (row, seed): its configuration and run folder."""
     from pnl_da.config import compose
 
@@ -68,7 +68,7 @@ def parse_variant(text: str) -> tuple[str, tuple[str, list[str]]]:
     return name, (method, overrides)
 
 
-def full_label_count(dataset: str = "mnist-sample") -> int:
+def full_label_count(dataset: str) -> int:
     """The largest class-balanced labeled split of the set's training part."""
     from pnl_da.data.registry import get_ssl_dataset
     from pnl_da.data.ssl_datasets import largest_balanced_split

@@ -264,7 +264,7 @@ def ssl_mnist_script(monkeypatch):
 
 def test_the_benchmark_reference_row_uses_the_largest_balanced_split_of_mnist_sample(monkeypatch):
     """benchmarks/ssl_mnist.py's full-label row: that many labels split, ten more do not."""
-    n = ssl_mnist_script(monkeypatch).full_label_count()
+    n = ssl_mnist_script(monkeypatch).full_label_count("mnist-sample")
     labels = get_ssl_dataset("mnist-sample").load("datasets", "train").labels
     labeled = balanced_labeled_split(labels, n, 10, seed=0)
     assert np.bincount(labels.numpy()[labeled], minlength=10).tolist() == [n // 10] * 10
