@@ -6,6 +6,10 @@ as torch wrote it, and the fingerprints of the configuration and data it was mad
 file cut short, altered or made for another run is told apart from a good one before its state
 is used, and a message can say which step a whole file holds.
 
+A checkpoint is read with ``torch.load(weights_only=True)``: tensors and plain values only, never
+an object whose unpickling would run code. Run folders are shared; a crafted ``last.pt`` is
+refused with one line before anything in it runs.
+
 ``last.pt`` is written through a temporary file; only once that is whole on disk does the old
 ``last.pt`` become ``prev.pt`` and the new one take its place. A kill at any moment leaves a
 whole checkpoint: ``last.pt``, or (between the two renames) ``prev.pt``.
@@ -114,15 +118,63 @@ def read_checkpoint(path: Path, map_location="cpu", state: bool = True) -> tuple
     if not state:
         return header, {}
     try:
-        loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+        loaded = safe_load(io.BytesIO(data), map_location)
+    except CodeInFile as exc:
+        raise _code_in(path, exc) from None
     except Exception as exc:  # a whole file whose archive torch cannot read (another version)
         raise _unreadable(path, str(exc) or type(exc).__name__) from None
     return header, _checked(path, loaded)
 
 
+class CodeInFile(Exception):
+    """A file torch would unpickle with objects beyond tensors and plain values."""
+
+
+def _code_in(path: Path, exc: CodeInFile) -> CorruptCheckpoint:
+    return CorruptCheckpoint(f"checkpoint {path} {exc}", "use run folders only from sources "
+                             "you trust, or train the run again in another --out")
+
+
+# Numpy arrays of numbers, as the random-number state of checkpoints of earlier pnl-da
+# versions holds them: rebuilt from their bytes, no code of the file runs.
+_NUMPY_ARRAYS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct",
+                 "numpy.ndarray", "numpy.dtype", "numpy.dtypes.UInt32DType")
+
+
+def _numpy_globals() -> list:
+    import importlib
+
+    found = []
+    for name in _NUMPY_ARRAYS:
+        module, _, attribute = name.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), attribute))
+        except (ImportError, AttributeError):
+            continue
+    return found
+
+
+def safe_load(source, map_location="cpu"):
+    """``torch.load(weights_only=True)``: tensors, numbers, strings, lists, tuples, dicts (and
+    numpy arrays of numbers). Anything else, a pickled object whose loading could run code,
+    raises CodeInFile naming it, and nothing of it runs."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
+        what = found[0].split("GLOBAL", 1)[1].split()[0] if found else "an object"
+        raise CodeInFile(f"holds {what}, which is not a tensor or a plain value: loading it "
+                         "could run code, so pnl-da refuses it (nothing in it was run)") from None
+
+
 def _legacy(path: Path, data: bytes, map_location) -> tuple[dict, dict]:
     try:
-        loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+        loaded = safe_load(io.BytesIO(data), map_location)
+    except CodeInFile as exc:
+        raise _code_in(path, exc) from None
     except Exception as exc:  # cut short, most often: torch's reader names no cause we could
         raise _unreadable(path, "cut short: no end of archive"
                           if END_OF_ARCHIVE not in data[-0x10015:] else
