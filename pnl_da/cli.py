@@ -1,4 +1,5 @@
-"""pnl-da command line: run, ssl, compare, report, analyze, evaluate, download, list.
+"""pnl-da command line: run, ssl, compare, report, analyze, evaluate, predict, export,
+download, list.
 
 Errors the user can fix are one line on stderr with the exit code of the interface contract
 (2 usage/configuration, 3 data, 1 other); ``--debug`` shows the traceback instead.
@@ -33,13 +34,14 @@ def _data_root(arg: str | None) -> str:
 
 def _base_overrides(benchmark: str, task: str, data_root: str | None,
                     overrides: list[str]) -> list[str]:
+    from pnl_da.config import quoted
     from pnl_da.data.registry import get_benchmark
 
     bench = get_benchmark(benchmark)
     source, target = bench.parse_task(task)
     refuse_task_overrides(overrides)
-    base = [f"benchmark={bench.name}", f"benchmark.source={source.name}",
-            f"benchmark.target={target.name}"]
+    base = [f"benchmark={bench.name}", f"benchmark.source={quoted(source.name)}",
+            f"benchmark.target={quoted(target.name)}"]
     return base + _data_root_override(data_root, overrides) + list(overrides)
 
 
@@ -56,8 +58,10 @@ def refuse_task_overrides(overrides: list[str]) -> None:
 
 def _data_root_override(data_root: str | None, overrides: list[str]) -> list[str]:
     """``data.root`` from --data-root (or its default), unless only an override sets it."""
+    from pnl_da.config import quoted
+
     if not any(o.startswith("data.root=") for o in overrides) or data_root:
-        return [f"data.root={_data_root(data_root)}"]
+        return [f"data.root={quoted(_data_root(data_root))}"]
     return []
 
 
@@ -68,8 +72,7 @@ def _out_dir(arg: str | None, default: Path) -> Path:
 
 
 def cmd_run(args) -> int:
-    from pnl_da.config import compose
-    from pnl_da.engine.tasks import default_out_dir
+    from pnl_da.engine.tasks import compose, default_out_dir
 
     if args.multirun:
         from pnl_da.data.registry import get_benchmark
@@ -137,45 +140,66 @@ def _show_or_execute(cfg, args, default_out: Path) -> int:
                      from_previous=args.resume_from == "prev",
                      log=lambda m: print(m, file=sys.stderr))
     if result is not None:  # None: a process other than 0 under torchrun, which stays quiet
-        _print_result(result, out)
+        from pnl_da.engine.tasks import task_class
+
+        print(task_class(cfg).result_line(result, out))
     return 0
 
 
-def cmd_ssl(args) -> int:
-    from pnl_da.config import compose
-    from pnl_da.data.registry import get_ssl_dataset
-    from pnl_da.engine.tasks import default_out_dir
+FOLDER_OPTIONS = {"--labeled": "labeled", "--unlabeled": "unlabeled", "--test": "test"}
 
+
+def _ssl_dataset_overrides(args) -> tuple[list[str], str]:
+    """The dataset's overrides and its name: a dataset by name with --labels N, or your own
+    folders (``pnl-da ssl folders --labeled DIR --unlabeled DIR [--test DIR] [--labels N]``)."""
+    from pnl_da.config import quoted
+    from pnl_da.data.registry import get_ssl_dataset
+
+    folders = {option: getattr(args, attr) for option, attr in FOLDER_OPTIONS.items()
+               if getattr(args, attr) is not None}
+    if args.dataset.strip().lower() == "folders":
+        missing = [o for o in ("--labeled", "--unlabeled") if o not in folders]
+        if missing:
+            raise UsageError(f"{' and '.join(missing)} required: `pnl-da ssl folders --labeled "
+                             "DIR --unlabeled DIR` (DIR: below --data-root, or absolute; the "
+                             "labeled one holds a folder per class)")
+        base = ["dataset=folders", f"dataset.labels={args.labels or 0}"]
+        base += [f"dataset.{attr}_folder={quoted(folders[option])}"
+                 for option, attr in FOLDER_OPTIONS.items() if option in folders]
+        return base, "folders"
     dataset = get_ssl_dataset(args.dataset)
+    if folders:
+        raise UsageError(f"{next(iter(folders))} names a folder of your own images: `pnl-da ssl "
+                         f"folders --labeled DIR --unlabeled DIR`; {dataset.name} has its own")
     if args.labels is None:
         raise UsageError("--labels N is required: the number of labeled images, a multiple of "
                          f"{dataset.num_classes} for {dataset.name} (e.g. --labels "
                          f"{4 * dataset.num_classes})")
+    return [f"dataset={dataset.name}", f"dataset.labels={args.labels}"], dataset.name
+
+
+def cmd_ssl(args) -> int:
+    from pnl_da.engine.tasks import compose, default_out_dir
+
+    base, name = _ssl_dataset_overrides(args)
     for item in args.overrides:
         key = item.partition("=")[0]
-        if key in ("dataset", "dataset.name", "dataset.labels"):
+        if key in ("dataset", "dataset.name", "dataset.labels") or key.endswith("_folder"):
             raise UsageError(f"set the dataset and labels with the arguments, not '{item}': "
                              f"`pnl-da ssl DATASET --labels N`")
         if key == "dataset.split_seed" and args.split_seed is not None:
             raise UsageError(f"the split seed is given twice (--split-seed {args.split_seed} and "
                              f"'{item}'); keep one")
-    base = [f"dataset={dataset.name}", f"dataset.labels={args.labels}"]
     if args.split_seed is not None:
         base.append(f"dataset.split_seed={args.split_seed}")
     base += _data_root_override(args.data_root, args.overrides)
     if args.multirun:
-        top = Path("runs") / "ssl" / f"{dataset.name}-{args.labels}"
+        top = Path("runs") / "ssl" / f"{name}-{args.labels}"
         return _sweep(args, "ssl", base, None, top,
                       lambda cfg: default_out_dir(cfg).relative_to(top))
     _refuse_sweeps(args)
     cfg = compose(base + list(args.overrides), mode="ssl")
     return _show_or_execute(cfg, args, default_out_dir(cfg))
-
-
-def _print_result(result: dict, out: Path) -> None:
-    from pnl_da.engine.results import result_line
-
-    print(result_line(result, out))
 
 
 def cmd_compare(args) -> int:
@@ -239,6 +263,32 @@ def cmd_evaluate(args) -> int:
                                    else None)
     print(report)
     print(json.dumps(metrics))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from pnl_da.engine.predict import predict_run
+
+    out = _out_dir(args.out, None) if args.out is not None else None
+    predict_run(Path(args.run_dir).expanduser(), args.paths, out=out, top_k=args.top_k,
+                batch_size=args.batch_size, workers=args.workers, device=args.device,
+                log=lambda m: print(m, file=sys.stderr))
+    if out is not None:
+        print(f"written: {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from pnl_da.engine.export import export_run
+
+    done = export_run(Path(args.run_dir).expanduser(), args.format,
+                      _out_dir(args.out, None) if args.out is not None else None,
+                      data_root=_data_root(args.data_root) if args.data_root else None,
+                      log=lambda m: print(m, file=sys.stderr))
+    check = done["check"]
+    print(f"exported {done['format']}: {done['files'][0]} (preprocessing and classes: "
+          f"{done['files'][1]}); on {check['images']} its probabilities differ from PyTorch's "
+          f"by at most {check['max_abs_difference']:.2e} (tolerance {check['tolerance']:g})")
     return 0
 
 
@@ -360,10 +410,19 @@ def build_parser() -> argparse.ArgumentParser:
     ssl = sub.add_parser("ssl", help="semi-supervised: train one method on DATASET with N "
                          "labeled images",
                          usage="pnl-da ssl DATASET --labels N [KEY=VALUE ...] [options]")
-    ssl.add_argument("dataset", help="cifar10, cifar100, svhn, mnist, mnist-sample, uci; then "
+    ssl.add_argument("dataset", help="cifar10, cifar100, svhn, mnist, mnist-sample, uci, or "
+                     "folders (your own: --labeled DIR --unlabeled DIR); then "
                      "any KEY=VALUE overrides, e.g. method=fixmatch or ssl.model=shared")
     ssl.add_argument("--labels", type=int, default=None,
-                     help="labeled images in all, class-balanced (a multiple of the classes)")
+                     help="labeled images in all, class-balanced (a multiple of the classes); "
+                     "folders: optional, default every labeled image")
+    ssl.add_argument("--labeled", default=None, metavar="DIR",
+                     help="folders: your labeled images, a folder per class")
+    ssl.add_argument("--unlabeled", default=None, metavar="DIR",
+                     help="folders: your unlabeled images")
+    ssl.add_argument("--test", default=None, metavar="DIR",
+                     help="folders: labeled images to score on (default: the unlabeled folder, "
+                     "by accuracy where it has class folders, else by label-free scores)")
     ssl.add_argument("--split-seed", type=int, default=None,
                      help="seed of the labeled subset (default: the run seed)")
     ssl.add_argument("--out", default=None,
@@ -409,6 +468,34 @@ def build_parser() -> argparse.ArgumentParser:
                     help="images per domain (a fixed subset; default %(default)s)")
     common(an, overrides=False)
     an.set_defaults(func=cmd_analyze)
+
+    pr = sub.add_parser("predict", help="classify image files with a finished run's model: a "
+                        "CSV of path, class, probability",
+                        usage="pnl-da predict RUN_DIR PATH... [--out FILE.csv] [--top-k K]")
+    pr.add_argument("run_dir")
+    pr.add_argument("paths", nargs="*", metavar="PATH",
+                    help="image files and folders (searched recursively)")
+    pr.add_argument("--out", default=None, help="CSV file (default: standard output)")
+    pr.add_argument("--top-k", type=int, default=1,
+                    help="also the 2nd to k-th most likely classes (default %(default)s)")
+    pr.add_argument("--batch-size", type=int, default=None,
+                    help="images per batch (default: the run's evaluation batch, at most 256)")
+    pr.add_argument("--workers", type=int, default=None,
+                    help="processes decoding images (default: up to 4)")
+    pr.add_argument("--device", default="auto", help="auto (the GPU where there is one), cpu, "
+                    "cuda, cuda:N")
+    pr.add_argument("--debug", action="store_true", help="show tracebacks")
+    pr.set_defaults(func=cmd_predict, accepts_overrides=False)
+
+    ex = sub.add_parser("export", help="a finished run's model as ONNX or TorchScript, with its "
+                        "preprocessing and class names in a JSON beside it",
+                        usage="pnl-da export RUN_DIR [--format onnx|torchscript] [--out FILE]")
+    ex.add_argument("run_dir")
+    ex.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
+    ex.add_argument("--out", default=None,
+                    help="model file (default: RUN_DIR/export/model.onnx or model.pt)")
+    common(ex, overrides=False)
+    ex.set_defaults(func=cmd_export)
 
     dl = sub.add_parser("download", help="fetch a benchmark's datasets into the data root")
     dl.add_argument("name")
@@ -504,7 +591,7 @@ def _main(argv: list[str]) -> int:
         args.overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         unknown = [a for a in rest if a not in args.overrides]
         ssl_only = [option for option in (a.partition("=")[0] for a in rest)
-                    if option in ("--labels", "--split-seed")]
+                    if option in ("--labels", "--split-seed", "--labeled", "--unlabeled")]
         if args.command in ("run", "compare") and ssl_only:
             raise UsageError(f"{ssl_only[0]} belongs to semi-supervised runs: `pnl-da ssl DATASET "
                              f"--labels N`; `pnl-da {args.command}` trains on a labeled source "

@@ -67,10 +67,15 @@ class BenchmarkConfig:
     num_classes: int = MISSING
     target_train_split: str = "train"  # unlabeled target data used for training
     target_eval_split: str = "test"  # falls back to "all" for domains without a test split
-    # per channel, or one value for all; digits: tllib's --norm-mean 0.5 --norm-std 0.5
-    normalize_mean: list[float] = field(default_factory=lambda: [0.5])
-    normalize_std: list[float] = field(default_factory=lambda: [0.5])
+    # per channel, or one value for all; empty: the backbone's own (LeNet and DTN: tllib's
+    # --norm-mean 0.5 --norm-std 0.5; a timm model's pretrained configuration: ImageNet's for
+    # ResNets), filled in when the run is composed
+    normalize_mean: list[float] = field(default_factory=list)
+    normalize_std: list[float] = field(default_factory=list)
     train_crop: TrainCrop = TrainCrop.random  # image lists: random | center (VisDA preset)
+    # the class names, in label order, of a benchmark whose classes come from its data
+    # (folders: the source's class folders), filled in when the run is composed
+    classes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -187,6 +192,13 @@ class SSLDatasetConfig:
     split_seed: int | None = None  # seed of the labeled subset; None: the run seed
     normalize_mean: list[float] = field(default_factory=lambda: [0.5])
     normalize_std: list[float] = field(default_factory=lambda: [0.5])
+    # dataset=folders (your own images: `pnl-da ssl folders --labeled DIR --unlabeled DIR`):
+    # the folders below the data root, and the classes of the labeled one, filled in when the
+    # run is composed; labels=0 means every labeled image
+    labeled_folder: str = ""
+    unlabeled_folder: str = ""
+    test_folder: str = ""  # labeled images to score on; empty: the unlabeled folder
+    classes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -258,6 +270,16 @@ RANGES = {
 }
 # Keys also set by a command-line option, named in their error messages.
 OPTION_OF = {"dataset.split_seed": "--split-seed"}
+
+
+def quoted(value: str) -> str:
+    """``value`` as a quoted Hydra override value, read back as itself (a folder name with
+    spaces, commas, brackets, quotes or backslashes): quotes and the backslashes before a quote
+    or the end are escaped, as Hydra's grammar asks."""
+    import re
+
+    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, str(value))
+    return "'" + value.replace("'", "\\'") + "'"
 
 
 def register_schemas() -> None:
@@ -417,7 +439,8 @@ def _check_group_choices(overrides: list[str], mode: str = "da") -> None:
         if key == "trainer_method":  # follows trainer and method; choosing it would skip it
             raise UsageError(f"'{item}' is not an option: trainer_method follows trainer= and "
                              "method=; choose those instead")
-        groups = ("method", "backbone", "trainer", "dataset" if mode == "ssl" else "benchmark")
+        groups = ("method", "backbone", "trainer", *(("dataset",) if mode == "ssl" else
+                                                      ("benchmark", "augment")))
         if key in groups:
             names = available(key, mode)
             if value not in names:
@@ -532,11 +555,11 @@ def _check_eval_ema(method: DictConfig) -> None:
                          "leave method.eval_ema at 0")
 
 
-def on_schema(saved: DictConfig) -> DictConfig:
-    """A saved run configuration (its config.yaml) on the run's and its method's schemas, so
-    that a key added since the run was written takes its default."""
-    merged = OmegaConf.merge(OmegaConf.structured(SSLRunConfig if "dataset" in saved
-                                                  else RunConfig), saved)
+def on_schema(saved: DictConfig, schema: type) -> DictConfig:
+    """A saved run configuration (its config.yaml) on ``schema`` (its task's: which one is the
+    task's to say, pnl_da/engine/tasks.py) and its method's, so that a key added since the run
+    was written takes its default."""
+    merged = OmegaConf.merge(OmegaConf.structured(schema), saved)
     method_schema = method_schemas().get(OmegaConf.select(saved, "method.name", default=""))
     if method_schema is not None:
         merged.method = OmegaConf.merge(OmegaConf.structured(method_schema), saved.method)
@@ -546,19 +569,6 @@ def on_schema(saved: DictConfig) -> DictConfig:
 # Keys that do not change what a run computes: a finished run is reused, and a checkpoint
 # resumed, across them.
 IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "trainer.tensorboard", "data.root")
-
-
-def comparable(cfg_yaml: str) -> dict:
-    """The configuration as compared for reuse and resume: on the schema, so that a run saved
-    before a key existed compares equal when that key is at its default."""
-    data = OmegaConf.to_container(on_schema(OmegaConf.create(cfg_yaml)), resolve=True)
-    dataset = data.get("dataset")
-    if dataset is not None and dataset.get("split_seed") is None:
-        dataset["split_seed"] = data.get("seed")  # unset means the run seed: the same subset
-    for key in IGNORED_FOR_REUSE:
-        section, _, leaf = key.partition(".")
-        data.get(section, {}).pop(leaf, None)
-    return data
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pnl_da.config import compose
+from pnl_da.engine.tasks import compose
 
 TASK = ["benchmark.source=uci", "benchmark.target=mnist-sample"]
 
@@ -23,3 +23,13 @@ def one_line_error(excinfo) -> str:
     message = str(excinfo.value)
     assert message and "\n" not in message and message.strip() == message
     return message
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _image_cache(tmp_path_factory):
+    """Decoded images go to a folder of the test session, not the user's cache (subprocesses
+    started by tests inherit it)."""
+    import os
+
+    os.environ["PNL_DA_CACHE"] = str(tmp_path_factory.mktemp("image-cache"))
+    yield

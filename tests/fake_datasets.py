@@ -96,3 +96,40 @@ def write_mnist_idx(root, n_train=30, n_test=20):
             struct.pack(">II", 2049, n) + labels.tobytes())
         out[prefix] = (images, labels)
     return out
+
+
+def write_digits_pngs(root: Path, limit: int | None = None) -> dict[str, Path]:
+    """The bundled digits as image files, exactly the digits benchmark's 28x28 grey images:
+    ``uci/<digit>/<n>.png`` (class folders), the same in the original order as a tllib list
+    ``image_list/uci.txt`` (with ``image_list/classes.txt``), ``mnist-sample/<n>.png`` (one flat
+    unlabeled folder, in the sample's order), ``mnist-sample-labeled/<digit>/<n>.png`` and the
+    sample's labels in ``mnist-sample-labels.csv``. ``limit``: the first images of each only."""
+    from PIL import Image
+
+    from pnl_da.data.digits import load_mnist_sample, load_uci
+
+    written = {}
+    lists = root / "image_list"
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / "classes.txt").write_text("".join(f"{d}\n" for d in range(10)))
+    for name, data in (("uci", load_uci("", "all")),
+                       ("mnist-sample", load_mnist_sample("", "all"))):
+        images = data.images[:limit].numpy()[:, 0]
+        labels = data.labels[:limit].tolist()
+        lines = []
+        for i, (image, label) in enumerate(zip(images, labels)):
+            labeled = f"{name}/{label}/{i:05d}.png" if name == "uci" else \
+                f"{name}-labeled/{label}/{i:05d}.png"
+            for rel in ([labeled] if name == "uci" else [labeled, f"{name}/{i:05d}.png"]):
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image, mode="L").save(root / rel)
+            lines.append(f"{labeled} {label}")
+        if name == "uci":
+            (lists / "uci.txt").write_text("\n".join(lines) + "\n")
+        else:
+            (root / "mnist-sample-labels.csv").write_text(
+                "path,label\n" + "".join(f"{i:05d}.png,{y}\n" for i, y in enumerate(labels)))
+        written[name] = root / name
+    written["uci-list"] = lists / "uci.txt"
+    written["mnist-sample-labeled"] = root / "mnist-sample-labeled"
+    return written

@@ -22,8 +22,10 @@ def run_cli(capsys, *argv):
 
 
 def assert_one_line_error(code, err, expected_code, *fragments):
+    """The error is one line; a run that failed while training printed only its data line
+    (``input 28x28, ...``) before it."""
     assert code == expected_code, err
-    lines = err.strip().splitlines()
+    lines = [line for line in err.strip().splitlines() if not line.startswith("input ")]
     assert len(lines) == 1, err
     assert lines[0].startswith("pnl-da: error: ")
     assert "Traceback" not in err
@@ -273,7 +275,7 @@ def test_evaluate_on_a_folder_that_is_not_a_finished_run(capsys, tmp_path):
 
 
 def test_choices_are_stored_as_the_code_compares_them():
-    from pnl_da.config import compose
+    from pnl_da.engine.tasks import compose
 
     cfg = compose(["benchmark=digits", "benchmark.source=uci", "benchmark.target=mnist-sample",
                    "trainer.schedule=Cosine", "method.exchange=Both", "method.predict=A",
@@ -332,8 +334,8 @@ def test_resume_refuses_another_configuration(capsys, tmp_path):
 @pytest.mark.parametrize("mode,overrides", [("da", ["benchmark=digits"]),
                                              ("ssl", ["dataset=mnist-sample"])])
 def test_a_run_saved_before_a_key_existed_still_matches_at_that_keys_default(mode, overrides):
-    from pnl_da.config import compose, to_yaml
-    from pnl_da.engine.run import comparable
+    from pnl_da.config import to_yaml
+    from pnl_da.engine.tasks import comparable, compose
 
     now = to_yaml(compose(overrides, mode=mode))
     older = now.replace("  cuda_graphs: false\n", "")  # as saved before the key existed
@@ -562,25 +564,21 @@ def test_numbers_are_rounded_once_when_shown_so_every_output_agrees(capsys, tmp_
     """result.json keeps the scores unrounded and the summary line rounds them once: storing
     88.7351 as 88.735 first printed 88.73 where ``evaluate`` (from the model) printed 88.74,
     and an error of 11.2649 as 11.27 beside 11.26."""
-    from pnl_da.cli import _print_result
-    from pnl_da.config import compose
-    from pnl_da.engine.tasks import task_of
+    from pnl_da.engine.tasks import compose, task_of
 
     scores = {"accuracy": 88.7351, "mean_class_accuracy": 77.4649}
     evaluation = {"heads": {"a": scores, "b": scores, "mean": scores}}
     fit = {"steps_trained": 4, "train_time_s": 1.0}
-    da = task_of(compose(["benchmark=digits", "benchmark.source=uci",
-                          "benchmark.target=mnist-sample", "method=pnl"])).summarize(
-        evaluation, 1.0, fit, tmp_path, 4)
+    task = task_of(compose(["benchmark=digits", "benchmark.source=uci",
+                            "benchmark.target=mnist-sample", "method=pnl"]))
+    da = task.summarize(evaluation, 1.0, fit, tmp_path, 4)
     assert da["metrics"] == scores and da["heads"]["mean"] == scores
-    _print_result(da, tmp_path)
-    line = capsys.readouterr().out
+    line = task.result_line(da, tmp_path)
     assert "accuracy 88.74% (mean class accuracy 77.46%" in line, line
-    ssl = task_of(compose(["dataset=mnist-sample", "dataset.labels=20"], mode="ssl")).summarize(
-        evaluation, 1.0, fit, tmp_path, 4)
+    task = task_of(compose(["dataset=mnist-sample", "dataset.labels=20"], mode="ssl"))
+    ssl = task.summarize(evaluation, 1.0, fit, tmp_path, 4)
     assert ssl["metrics"]["error"] == 100 - 88.7351 == ssl["heads"]["a"]["error"]
-    _print_result(ssl, tmp_path)
-    line = capsys.readouterr().out
+    line = task.result_line(ssl, tmp_path)
     assert "test error 11.26% of the final model" in line, line
 
 

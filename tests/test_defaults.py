@@ -92,3 +92,14 @@ def test_da_and_ssl_compose_the_same_method_from_the_same_options(method):
     # and without them, the two differ in exactly those keys
     plain = compose(["method=pnl"]).method
     assert {k for k in plain if plain[k] != ssl[k]} == set(named)
+
+
+@pytest.mark.parametrize("group,name", [("backbone", "resnet50"), ("trainer", "office")])
+def test_the_semi_supervised_office_recipe_is_the_adaptation_one(group, name):
+    """`pnl-da ssl folders` trains ResNet-50 with tllib's Office recipe from configs/ssl/, which
+    cannot name a file of configs/: its copies must say what the originals say (the originals'
+    defaults choose presets that semi-supervised runs set elsewhere)."""
+    da = OmegaConf.to_container(OmegaConf.load(CONFIGS / group / f"{name}.yaml"))
+    ssl = OmegaConf.to_container(OmegaConf.load(config_dir("ssl") / group / f"{name}.yaml"))
+    da.pop("defaults", None)
+    assert da == ssl

@@ -71,8 +71,7 @@ def test_gpu_cuda_graph_backbone_learns_resumes_and_evaluates(tmp_path):
 @pytest.mark.parametrize("method,extra", [("pnl", ["ssl.model=dual"]),
                                           ("pnl_paper", ["backbone=lenet", "trainer=digits"])])
 def test_gpu_ssl_methods_train_with_two_networks_and_beat_chance(method, extra):
-    from pnl_da.config import compose
-    from pnl_da.engine.tasks import load_data
+    from pnl_da.engine.tasks import compose, load_data
 
     cfg = compose(["dataset=mnist-sample", "dataset.labels=20", f"method={method}",
                    "trainer.device=cuda", "trainer.progress=false", "trainer.steps=300",

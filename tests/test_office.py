@@ -74,7 +74,7 @@ def test_class_folders_the_benchmark_does_not_know_are_named_not_dropped(tmp_pat
     base = make_office31(tmp_path, lists=False)
     (base / "webcam/images/Calculator").mkdir()  # office31's class is "calculator"
     (base / "webcam/images/.thumbnails").mkdir()  # hidden folders are no classes
-    with pytest.raises(DataError, match="does not know: Calculator; rename"):
+    with pytest.raises(DataError, match="does not have: 'Calculator' .*; rename them"):
         OFFICE31.domain("webcam").load(str(tmp_path), "all")
 
 
@@ -271,6 +271,35 @@ def test_loader_batches_do_not_depend_on_workers_and_resume_exactly(office):
     resumed.load_state_dict({"consumed": 4 * 5})
     for (a, ya), (b, yb) in zip(serial[5:], take(resumed, 2)):
         assert torch.equal(ya, yb) and all(torch.equal(a[v], b[v]) for v in views)
+
+
+def test_image_lists_apply_data_weak_and_strong_on_the_device_and_resume_them(office):
+    """data.weak / data.strong are applied after the workers' crops (image lists once ignored
+    them); their draws are checkpointed, so a resumed stream gives the same batches."""
+    import torch
+
+    from pnl_da.config import AugmentConfig
+    from pnl_da.data.loader_stream import LoaderStream
+    from pnl_da.data.streams import Normalizer
+    from pnl_da.data.transforms import build_views
+
+    base = office / "office31"
+    images = read_image_list(base / "image_list/amazon.txt", 31)
+    decoded = load_or_build(base, images, "amazon", 37, office / "cache", log=lambda m: None)
+
+    def stream(augmentations=None):
+        return LoaderStream(decoded, 4, 7, torch.device("cpu"), build_views(32), ("weak",), 0,
+                            Normalizer([0.5] * 3, [0.25] * 3), augmentations=augmentations)
+
+    rotated = {"weak": AugmentConfig(rotate=45.0, erase=1.0), "strong": AugmentConfig()}
+    plain, turned = stream(), stream(rotated)
+    first, second = plain.next(("weak",))[0]["weak"], turned.next(("weak",))[0]["weak"]
+    assert first.shape == second.shape and not torch.equal(first, second)
+    state = turned.state_dict()
+    after = [turned.next(("weak",))[0]["weak"] for _ in range(2)]
+    again = stream(rotated)
+    again.load_state_dict(state)
+    assert all(torch.equal(a, again.next(("weak",))[0]["weak"]) for a in after)
 
 
 def test_two_domains_with_different_class_counts_are_refused(tmp_path, capsys):

@@ -112,7 +112,8 @@ def test_the_curves_plot_the_logged_metric_and_the_pictures_are_real_images(runs
 
 
 def test_published_rows_come_from_the_method_spec_and_are_labelled(tmp_path, capsys):
-    from pnl_da.config import compose, to_yaml
+    from pnl_da.config import to_yaml
+    from pnl_da.engine.tasks import compose
     from pnl_da.files import write_json, write_text
 
     # a run folder as an Office-31 run leaves it (made by hand: no Office images here)
@@ -220,8 +221,7 @@ def test_runs_log_the_scores_and_analyze_draws_the_features(runs, capsys):
 
 
 def test_a_held_out_source_split_adds_dev(tmp_path):
-    from pnl_da.config import compose
-    from pnl_da.engine.tasks import load_data
+    from pnl_da.engine.tasks import compose, load_data
     from pnl_da.engine.trainer import Trainer
     from tests.fake_datasets import write_mnist_idx
 

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from pnl_da.data.base import DomainData
-from pnl_da.engine.tasks import load_data
-from pnl_da.engine.trainer import RunData, Trainer
+from pnl_da.engine.tasks import RunData, load_data
+from pnl_da.engine.trainer import Trainer
 from tests.conftest import make_cfg
 
 LR, GAMMA, DECAY = 0.02, 0.5, 0.75  # a steep gamma: the decay shows within a few steps
@@ -135,7 +135,7 @@ def test_weight_decay_spares_one_dimensional_parameters_only_when_asked(decay_al
 
 
 def test_the_usb_preset_trains_with_usbs_schedule_and_weight_decay():
-    from pnl_da.config import compose
+    from pnl_da.engine.tasks import compose
 
     for dataset in ("cifar10", "cifar100", "svhn"):
         t = compose([f"dataset={dataset}", "dataset.labels=400", "method=fixmatch"],
@@ -148,7 +148,7 @@ def test_the_usb_preset_trains_with_usbs_schedule_and_weight_decay():
 def test_mean_teacher_reads_as_many_unlabeled_images_as_labeled_ones_and_fixmatch_seven():
     """USB's Mean Teacher configs use uratio 1 (64 + 64 images per step), its FixMatch 7; the
     pair's setting applies to that pair only, and the command line still wins."""
-    from pnl_da.config import compose
+    from pnl_da.engine.tasks import compose
     from pnl_da.errors import UsageError
 
     def unlabeled(*overrides, dataset="cifar10"):

@@ -7,15 +7,20 @@ from contextlib import nullcontext
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from pnl_da.cli import main
-from pnl_da.config import compose, on_schema
 from pnl_da.config import to_yaml as to_yaml_text
 from pnl_da.data.registry import get_ssl_dataset
 from pnl_da.engine.evaluate import batches_for, evaluate
 from pnl_da.engine.results import oracle_best, prediction_names
-from pnl_da.engine.tasks import SPLIT_FILE, SemiSupervised, default_out_dir
+from pnl_da.engine.tasks import (
+    SPLIT_FILE,
+    SemiSupervised,
+    compose,
+    default_out_dir,
+    load_saved,
+    task_of,
+)
 from pnl_da.engine.trainer import Trainer
 from pnl_da.errors import UsageError
 from pnl_da.losses.distribution import DistributionAlignment
@@ -107,7 +112,7 @@ def test_convlarge_heads_are_weight_normalised_and_other_backbones_heads_are_pla
     for name, weight_normalised in (("convlarge", True), ("lenet", False), ("wrn28_2", False)):
         cfg = ssl_cfg(f"backbone={name}", dataset="cifar10" if name != "lenet" else "mnist-sample",
                       labels=40)
-        model = create_model(cfg, 10)
+        model = create_model(cfg, 10, dual=task_of(cfg).dual_model)
         heads = [h for net in model.networks for h in net.heads]
         assert len(heads) == 2
         assert all(hasattr(h, "parametrizations") == weight_normalised for h in heads), name
@@ -436,14 +441,14 @@ def test_result_json_errors_are_the_final_networks_mistakes_on_the_holdout(tmp_p
                  "trainer.steps=12", "trainer.eval_every=6", "trainer.progress=false",
                  "trainer.device=cpu"]) == 0
     result = json.loads((out / "result.json").read_text())
-    cfg = on_schema(OmegaConf.load(out / "config.yaml"))
-    model = create_model(cfg, 10)
+    cfg = load_saved(out / "config.yaml")
+    model = create_model(cfg, 10, dual=task_of(cfg).dual_model)
     method = create_method(cfg.method, model, 10)
     method.load_state_dict(torch.load(out / "checkpoints" / "last.pt",
                                       weights_only=False)["method"])
     model.eval()
     test = get_ssl_dataset("mnist-sample").load(cfg.data.root, "test")
-    x = torch.cat([b for b, _ in batches_for(cfg, test, torch.device("cpu"))])
+    x = torch.cat([b for b, _ in batches_for(task_of(cfg), test, torch.device("cpu"))])
     with torch.no_grad():  # each network on its own: its first head is its prediction
         probs = [torch.softmax(net(x)[1][0], 1) for net in model.networks]
     predictions = {"a": probs[0].argmax(1), "b": probs[1].argmax(1),
@@ -505,7 +510,7 @@ def test_same_split_seed_same_subset_and_resume_refuses_another(tmp_path, capsys
 
 def test_the_split_seed_names_its_own_default_folder_and_unset_means_the_run_seed():
     from pnl_da.config import to_yaml
-    from pnl_da.engine.run import comparable
+    from pnl_da.engine.tasks import comparable
 
     unset, same, other = (ssl_cfg("seed=3"), ssl_cfg("seed=3", "dataset.split_seed=3"),
                           ssl_cfg("seed=3", "dataset.split_seed=5"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from pnl_da.config import compose
+from pnl_da.engine.tasks import compose
 from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.methods.base import Batch
 from pnl_da.methods.fixmatch import FixMatch

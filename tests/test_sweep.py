@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pnl_da.config import comparable, compose, to_yaml
+from pnl_da.config import to_yaml
 from pnl_da.engine.checkpoint import LAST, checkpoint_step
+from pnl_da.engine.tasks import comparable, compose
 from tests.test_cli import assert_one_line_error, run_cli
 from tests.test_faults import ROOT, env_one_thread, metrics
 

@@ -99,6 +99,11 @@ def rand_choice(aug, n: int, gen: torch.Generator, device) -> dict[str, torch.Te
             for op in RAND_OPS}
 
 
+def changes_images(aug) -> bool:
+    """Whether a view's settings change anything (all zero: the identity)."""
+    return any(bool(getattr(aug, op, 0)) for op in (*RAND_OPS, "erase", "flip", "rand_ops"))
+
+
 def augment(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
     if getattr(aug, "rand_ops", 0):
         return rand_augment(x, aug, gen)

@@ -16,12 +16,17 @@ class DomainData:
     """A whole domain split held as tensors: uint8 images (N, C, H, W) and int64 labels."""
 
     images: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor  # -1 for every image of an unlabeled domain
     name: str
     split: str
+    skipped: tuple[str, ...] = ()  # unreadable files left out (data.skip_bad_images)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def labeled(self) -> bool:
+        return is_labeled(self.labels)
 
     def fingerprint(self) -> str:
         """A digest of the images and labels (about 0.1 s for MNIST's 47 MB): a checkpoint
@@ -69,8 +74,13 @@ class Benchmark:
     description: str = ""
     download: Callable[[str], list[str]] | None = None  # root -> messages
     class_names: tuple[str, ...] = field(default=())
+    # a labeled target may hold only some of the classes (folders); otherwise source and
+    # target lists must name the same classes
+    partial_targets: bool = False
 
-    def domain(self, name: str) -> Domain:
+    def domain(self, name: str, source: bool = False) -> Domain:
+        """The domain called ``name`` (or one of its aliases); ``source``: it is a run's
+        labeled source (folders read a source's class folders only)."""
         key = name.strip().lower()
         for domain in self.domains:
             if key == domain.name.lower() or key in (a.lower() for a in domain.aliases):
@@ -80,6 +90,19 @@ class Benchmark:
         raise UsageError(f"unknown domain '{name}' in benchmark '{self.name}'; "
                          f"choose one of: {known}")
 
+    def bind(self, classes) -> Benchmark:
+        """The benchmark of a run whose configuration names ``classes`` (``folders``' come
+        from its data; a preset's are its own)."""
+        return self
+
+    def facts(self, root: str, source: str, target: str) -> dict:
+        """Configuration values the data decide, read when a run is composed (none here)."""
+        return {}
+
+    def task_dirname(self, source: str, target: str) -> str:
+        """``uci2mnist-sample``: tllib's A2W style; '->' would be a redirection in shells."""
+        return f"{source}2{target}"
+
     def parse_task(self, task: str) -> tuple[Domain, Domain]:
         """``SOURCE->TARGET`` with domain names or their short letters."""
         if "->" not in task:
@@ -87,11 +110,17 @@ class Benchmark:
                              f"'{self.standard_tasks[0] if self.standard_tasks else 'A->B'}' "
                              "(quoted in the shell)")
         source_name, target_name = (part.strip() for part in task.split("->", 1))
-        source, target = self.domain(source_name), self.domain(target_name)
+        source, target = self.domain(source_name, source=True), self.domain(target_name)
         if source.name == target.name:
             raise UsageError(f"task '{task}' adapts '{source.name}' to itself; "
                              "choose a target domain different from the source")
         return source, target
+
+
+def is_labeled(labels) -> bool:
+    """A domain is labeled where no image has the unlabeled mark (-1)."""
+    labels = torch.as_tensor(labels)
+    return bool(labels.numel()) and int(labels.min()) >= 0
 
 
 def format_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
@@ -100,7 +129,7 @@ def format_images(images: torch.Tensor, size: int, channels: int) -> torch.Tenso
         if images.shape[1] == 1 and channels == 3:
             images = images.expand(-1, 3, -1, -1)
         elif images.shape[1] == 3 and channels == 1:
-            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R 601 luma
             images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
         else:
             raise UsageError(f"cannot turn {images.shape[1]}-channel images into {channels} "

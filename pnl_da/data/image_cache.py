@@ -12,12 +12,14 @@ import errno
 import hashlib
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pnl_da.data.base import is_labeled
 from pnl_da.data.image_list import ImageList
 from pnl_da.errors import DataError, PnlError, first_line
 
@@ -49,6 +51,14 @@ class CachedDomain:
     def __len__(self) -> int:
         return len(self.decoded.labels)
 
+    @property
+    def labeled(self) -> bool:
+        return is_labeled(self.decoded.labels)
+
+    @property
+    def skipped(self) -> list[str]:
+        return self.decoded.skipped
+
     def fingerprint(self) -> str:
         return self.decoded.content
 
@@ -77,8 +87,10 @@ def decode(path: Path, size: int) -> np.ndarray:
     return np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
-def cache_key(images: ImageList, size: int) -> str:
-    digest = hashlib.sha256(f"{size}\n".encode())
+def cache_key(base: Path, images: ImageList, size: int) -> str:
+    """The list (its folder, paths and labels) and the size: one shared cache folder serves
+    every dataset, so two folders with the same file names never share a cache file."""
+    digest = hashlib.sha256(f"{size}\n{Path(base).resolve()}\n".encode())
     for path, label in zip(images.paths, images.labels):
         digest.update(f"{path}\t{label}\n".encode())
     return digest.hexdigest()[:16]
@@ -112,8 +124,10 @@ def load_or_build(base: Path, images: ImageList, name: str, size: int, cache_dir
     file, into a temporary file of a unique name, so a second run waits and then reads it."""
     from pnl_da.files import lock_cache, remove_stale_temporaries
 
-    key = cache_key(images, size)
-    data_file = cache_dir / f"{name}-{size}-{key}.u8"
+    key = cache_key(base, images, size)
+    # a domain's name may be a path (folders): its last part, safe as a file name
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "domain"
+    data_file = cache_dir / f"{stem}-{size}-{key}.u8"
     files, content = file_digests(base, images)
     # a whole, current cache is read without the lock (a read-only cache folder serves)
     found = _cached(data_file, size, name, files, skip_bad, log, quiet=True)

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from pnl_da.errors import DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
 
 @dataclass
 class ImageList:
@@ -23,6 +21,32 @@ class ImageList:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+
+@dataclass
+class ImageListData:
+    """A domain split as files: the folder the list's paths start from and the list (decoded
+    into the image cache before training)."""
+
+    base: Path
+    images: ImageList
+    name: str
+    split: str
+
+    @property
+    def labels(self):
+        import torch
+
+        return torch.tensor(self.images.labels, dtype=torch.long)
+
+    @property
+    def labeled(self) -> bool:
+        from pnl_da.data.base import is_labeled
+
+        return is_labeled(self.images.labels)
+
+    def __len__(self) -> int:
+        return len(self.images)
 
 
 def read_image_list(path: Path, num_classes: int | None = None) -> ImageList:
@@ -54,30 +78,6 @@ def read_image_list(path: Path, num_classes: int | None = None) -> ImageList:
 def write_image_list(path: Path, image_list: ImageList) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{p} {y}\n" for p, y in zip(image_list.paths, image_list.labels)))
-
-
-def list_from_folders(base: Path, domain_dir: str, classes: tuple[str, ...]) -> ImageList:
-    """Build a list from ``base/domain_dir/<class>/*`` with the benchmark's label order."""
-    root = base / domain_dir
-    folders = [d.name for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
-    unknown = sorted(f for f in folders if f not in set(classes) and not f.startswith("."))
-    if unknown:  # a misnamed class folder would quietly shrink the domain
-        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3
-                                          else "")
-        raise DataError(f"{root} has class folders the benchmark does not know: {shown}; "
-                        f"rename them to its class names (e.g. {classes[0]}) or move them out")
-    paths, labels = [], []
-    for label, name in enumerate(classes):
-        folder = root / name
-        if not folder.is_dir():
-            continue
-        for file in sorted(folder.rglob("*")):
-            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(file.relative_to(base).as_posix())
-                labels.append(label)
-    if not paths:
-        raise DataError(f"no images under {root}/<class>/ for any of the {len(classes)} classes")
-    return ImageList(paths, labels, f"folders under {root}")
 
 
 def check_files(base: Path, image_list: ImageList, show: int = 3) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
+from pnl_da.data.augment import augment, changes_images
 from pnl_da.engine.seeding import seed_worker
 from pnl_da.engine.signals import ignore_in_worker
 
@@ -108,18 +109,27 @@ class ShardOfBatches(Sampler):
 class LoaderStream:
     """Same interface as DomainStream: ``next(views) -> (dict of views, labels)``. With
     ``shard=(rank, size)`` every process reads its slice of the same global batches; the
-    augmentation of a slice is seeded by its first sample, so it is the process's own and
-    needs no state of its own to resume."""
+    augmentation of a slice is seeded by its first sample, so it is the process's own.
+
+    ``augmentations`` (view name -> AugmentConfig: ``data.weak``, ``data.strong``) add the
+    on-device views of DomainStream after the workers' crops, where a view sets any; their
+    generator is the process's own and checkpointed."""
 
     def __init__(self, decoded, batch_size: int, seed: int, device: torch.device,
                  transforms: dict, views: tuple, workers: int, normalize,
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), augmentations: dict | None = None):
+        from pnl_da.engine.distributed import rank_seed
+
         self.shard = shard
         self.decoded, self.batch_size, self.seed = decoded, batch_size, seed
         self.normalize = normalize  # applied on the device to the uint8 batches
         self.device, self.transforms, self.views, self.workers = device, transforms, views, workers
-        self.consumed = 0  # samples of the global batches consumed: the whole resume state
+        self.consumed = 0  # samples of the global batches consumed
         self.iterator = None
+        self.augmentations = {name: aug for name, aug in (augmentations or {}).items()
+                              if changes_images(aug)}
+        self.augment_generator = torch.Generator(device=device).manual_seed(
+            rank_seed(seed + 7919, shard[0]))
 
     def _start(self) -> None:
         if self.workers > 0:
@@ -141,18 +151,30 @@ class LoaderStream:
             self._start()
         batch, labels = next(self.iterator)
         self.consumed += len(labels) * self.shard[1]
-        out = {v: self.normalize.from_uint8(batch[v].to(self.device, non_blocking=True))
-               for v in views}
+        out = {}
+        for view in views:
+            images = batch[view].to(self.device, non_blocking=True)
+            aug = self.augmentations.get("weak" if view == "weak2" else view)
+            if aug is None:  # the workers' view alone: scaled and normalised in one pass
+                out[view] = self.normalize.from_uint8(images)
+            else:
+                moved = augment(images.float().div_(255.0), aug, self.augment_generator)
+                out[view] = self.normalize(moved)
         return out, labels.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict:
-        return {"consumed": self.consumed}
+        return {"consumed": self.consumed,
+                "augment_generator": self.augment_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.consumed, self.iterator = state["consumed"], None
+        if "augment_generator" in state:  # checkpoints of earlier versions have none
+            self.augment_generator.set_state(state["augment_generator"])
 
     def reseed(self, seed: int) -> None:
-        """Nothing to do: a batch's augmentation follows from its samples."""
+        """New on-device augmentation draws (a resume under another number of processes);
+        the workers' follow from the samples."""
+        self.augment_generator.manual_seed(seed)
 
 
 def eval_loader(decoded, transform, batch_size: int, workers: int, device,

@@ -7,11 +7,11 @@ VisDA-2017. A folder a tllib user already has works unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from pnl_da.data.base import Benchmark, Domain
-from pnl_da.data.image_list import ImageList, check_files, list_from_folders, read_image_list
+from pnl_da.data.folders import load_folder
+from pnl_da.data.image_list import ImageListData, check_files, read_image_list
 from pnl_da.errors import DataError
 
 OFFICE31_CLASSES = (
@@ -47,25 +47,6 @@ def _download(name: str):
     return fetch
 
 
-@dataclass
-class ImageListData:
-    """A domain split as files: the benchmark folder and its image list (decoded later)."""
-
-    base: Path
-    images: ImageList
-    name: str
-    split: str
-
-    @property
-    def labels(self):
-        import torch
-
-        return torch.tensor(self.images.labels, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
 def _image_list_loader(benchmark: str, folder: str, list_name: str, image_dir: str,
                        classes: tuple[str, ...]):
     def load(root: str, split: str) -> ImageListData:
@@ -74,7 +55,8 @@ def _image_list_loader(benchmark: str, folder: str, list_name: str, image_dir: s
         if list_file.is_file():
             images = read_image_list(list_file, len(classes))
         elif (base / image_dir).is_dir():
-            images = list_from_folders(base, image_dir, classes)
+            images = load_folder(base / image_dir, classes, required=True,
+                                 what=f"the {benchmark} benchmark", prefix=f"{image_dir}/")
         elif Path(root).name == folder and (Path(root) / "image_list").is_dir():
             # tllib's scripts take the benchmark folder itself (dann.py data/office31)
             raise DataError(f"--data-root {root} is the {benchmark} folder itself; pass the "

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pnl_da.data.base import Benchmark
 from pnl_da.data.digits import DIGITS
+from pnl_da.data.folders import FOLDERS
 from pnl_da.data.office import OFFICE31, OFFICEHOME, VISDA2017
 from pnl_da.data.ssl_datasets import SSL_DATASETS, SSLDataset
 from pnl_da.errors import UsageError
 
 BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b for b in (DIGITS, OFFICE31, OFFICEHOME, VISDA2017)}
+    b.name: b for b in (DIGITS, OFFICE31, OFFICEHOME, VISDA2017, FOLDERS)}
 
 
 def get_benchmark(name: str) -> Benchmark:

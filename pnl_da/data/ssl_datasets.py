@@ -40,6 +40,7 @@ class SSLDataset:
     # What the labels mean: datasets with the same value (the digits 0-9) share classes, so a
     # run trained on one can be scored on another of the same input format (pnl-da evaluate)
     classes: str = ""
+    class_names: tuple[str, ...] = ()  # by label; empty: the label numbers (digits)
 
     @property
     def label_set(self) -> str:
@@ -228,6 +229,23 @@ def _cifar_download_hint(name: str) -> Callable[[str], str]:
 
 # ----------------------------------------------------------------------------- registry
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+# CIFAR-100's fine labels in label order (alphabetical, as its meta file lists them)
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
+    "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm")
+
 _DIGITS_NORM = dict(normalize_mean=(0.5,), normalize_std=(0.5,))
 
 SSL_DATASETS: dict[str, SSLDataset] = {d.name: d for d in (
@@ -235,12 +253,12 @@ SSL_DATASETS: dict[str, SSLDataset] = {d.name: d for d in (
                _cifar_loader("cifar10"),
                "CIFAR-10, 50,000 + 10,000 32x32 colour images, 10 classes (torchvision format)",
                _downloader("cifar10", _make_cifar("cifar10"), _cifar_download_hint("cifar10"),
-                           _cifar_loader("cifar10"))),
+                           _cifar_loader("cifar10")), class_names=CIFAR10_CLASSES),
     SSLDataset("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True,
                _cifar_loader("cifar100"),
                "CIFAR-100, 50,000 + 10,000 32x32 colour images, 100 classes (torchvision format)",
                _downloader("cifar100", _make_cifar("cifar100"), _cifar_download_hint("cifar100"),
-                           _cifar_loader("cifar100"))),
+                           _cifar_loader("cifar100")), class_names=CIFAR100_CLASSES),
     SSLDataset("svhn", 10, 3, 32, (0.4377, 0.4438, 0.4728), (0.198, 0.201, 0.197), False,
                _torchvision_ssl("svhn"),
                "SVHN, 73,257 + 26,032 32x32 house-number digits (torchvision format)",

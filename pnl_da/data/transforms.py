@@ -8,7 +8,10 @@ geometric operations and a cutout; eval: centre crop. All return uint8 HWC array
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import albumentations as A
+import numpy as np
 
 
 def _finish() -> list:
@@ -47,3 +50,42 @@ def build_views(size: int, train_crop: str = "random") -> dict[str, A.Compose]:
         "strong": A.Compose([*_crop(size, train_crop), A.HorizontalFlip(), strong_ops, cutout,
                              *_finish()]),
     }
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """How a file becomes a model input, as a run's evaluation sees it: decoded to 8-bit RGB,
+    resized to ``resize`` x ``resize`` (bilinear), centre-cropped to ``crop`` x ``crop``, made
+    grey where the backbone takes one channel (ITU-R 601 luma, rounded), scaled to [0, 1] and
+    normalised with ``mean`` and ``std``. Training decodes with the same steps (the image cache),
+    ``pnl-da predict`` reads files with it and ``pnl-da export`` writes it beside the model."""
+
+    resize: int
+    crop: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def read(self, path) -> np.ndarray:
+        """One file as a uint8 (channels, crop, crop) array; a file PIL cannot read raises."""
+        import torch
+
+        from pnl_da.data.base import format_images
+        from pnl_da.data.image_cache import decode
+
+        image = decode(path, self.resize)  # (resize, resize, 3) uint8
+        top = (self.resize - self.crop) // 2  # as albumentations' CenterCrop
+        image = image[top:top + self.crop, top:top + self.crop]
+        chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+        return format_images(chw, self.crop, self.channels)[0].numpy()
+
+    def describe(self) -> dict:
+        """The steps as data, for a program that has no pnl-da (the export's JSON)."""
+        return {"decode": "8-bit RGB (alpha composited over white, 16-bit scaled to 8-bit)",
+                "resize": [self.resize, self.resize], "interpolation": "bilinear",
+                "crop": [self.crop, self.crop], "crop_position": "center",
+                "channels": self.channels,
+                "grey": "round(0.299 R + 0.587 G + 0.114 B)" if self.channels == 1 else None,
+                "scale": "1/255", "mean": list(self.mean), "std": list(self.std),
+                "layout": "NCHW float32"}
+

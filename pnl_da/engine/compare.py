@@ -38,7 +38,8 @@ def plan(base: list[str], methods: list[str], seeds: list[int],
          overrides: list[str]) -> list[tuple[str, int, object]]:
     """(method, seed, configuration) of every run, all composed before any trains, so that
     a bad key fails first."""
-    from pnl_da.config import available, compose, inert_overrides
+    from pnl_da.config import available, inert_overrides
+    from pnl_da.engine.tasks import compose
 
     known = available("method")
     for m in methods:
@@ -111,10 +112,14 @@ def _compare(methods: list[str], plans: list, overrides: list[str], hydra_args: 
     rows = aggregate(results, methods)
     cfg0 = plans[0][2]
     headline = results[0].get("headline", "accuracy") if results else "accuracy"
+    if results and results[0].get("target_labels") is False:
+        headline_text = "label-free scores (no target labels)"
+    else:
+        headline_text = f"target {headline.replace('_', ' ')}"
     options = f", {' '.join(overrides)}" if overrides else ""  # the variant run
     title = (f"{cfg0.benchmark.name} {cfg0.benchmark.source}->{cfg0.benchmark.target}, "
              f"{cfg0.backbone.name}, {cfg0.trainer.steps} steps{options}, "
-             f"target {headline.replace('_', ' ')} of the final model")
+             f"{headline_text} of the final model")
     files = {"md": out_root / "comparison.md", "csv": out_root / "comparison.csv",
              "tex": out_root / "comparison.tex"}
     table = to_markdown(rows, title, headline)
@@ -128,8 +133,8 @@ def _compare(methods: list[str], plans: list, overrides: list[str], hydra_args: 
 
 def _run_one(method: str, seed: int, cfg, out: Path, cfg_yaml: str, log, show) -> dict:
     """One run of a comparison, in this process: reused, resumed or trained."""
-    from pnl_da.engine.results import result_line
     from pnl_da.engine.run import execute, finished_result, holds_run
+    from pnl_da.engine.tasks import task_class
 
     done = finished_result(out, cfg_yaml)
     if done is not None:
@@ -138,7 +143,7 @@ def _run_one(method: str, seed: int, cfg, out: Path, cfg_yaml: str, log, show) -
     resume = holds_run(out)
     log(f"{method} seed {seed}: {'resuming' if resume else 'training'} -> {out}")
     result = execute(cfg, out, resume=resume, log=log, go_on="run the same command again")
-    show(result_line(result, out))
+    show(task_class(cfg).result_line(result, out))
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pnl_da.data.base import DomainData
-from pnl_da.data.streams import Normalizer, eval_batches
+from pnl_da.data.streams import eval_batches
 
 HEAD_NAMES = ("a", "b")
 
@@ -46,20 +46,15 @@ def per_class_table(confusion: torch.Tensor, class_names) -> str:
     return "\n".join(lines) + "\n"
 
 
-def task_section(cfg):
-    """``benchmark`` of a domain-adaptation run, ``dataset`` of a semi-supervised one: both
-    hold num_classes and the normalisation."""
-    return cfg.dataset if "dataset" in cfg else cfg.benchmark
-
-
-def batches_for(cfg, data, device: torch.device, shard: tuple[int, int] = (0, 1),
+def batches_for(task, data, device: torch.device, shard: tuple[int, int] = (0, 1),
                 indices: torch.Tensor | None = None):
-    """The evaluation batches of a domain split, in order, without augmentation; with
-    ``shard=(rank, size)``, the share of process ``rank`` of ``size`` (torchrun); with
-    ``indices``, only those images."""
+    """The evaluation batches of a domain split of ``task`` (pnl_da/engine/tasks.py: its
+    configuration and normalisation), in order, without augmentation; with ``shard=(rank,
+    size)``, the share of process ``rank`` of ``size`` (torchrun); with ``indices``, only those
+    images."""
+    cfg = task.cfg
     batch_size = cfg.trainer.eval_batch_size
-    section = task_section(cfg)
-    normalize = Normalizer(section.normalize_mean, section.normalize_std)
+    normalize = task.normalizer()
     if isinstance(data, DomainData):
         if indices is not None:
             data = DomainData(data.images.index_select(0, indices),
@@ -103,6 +98,28 @@ def predict(model, batches, autocast, cuda_graphs: bool = False
             torch.cat(labels) if labels else empty)
 
 
+def prediction_probs(model, logits, prediction: str = "mean") -> torch.Tensor:
+    """The probabilities a run reports from its model's logits: head ``a`` or ``b``, or the
+    mean of the prediction heads' softmaxes (pnl_paper's consistency heads left out)."""
+    logits = logits[:getattr(model, "prediction_heads", len(logits))]
+    heads = [torch.softmax(z.float(), dim=1) for z in logits]
+    chosen = dict(zip(HEAD_NAMES, heads)).get(prediction) if prediction != "mean" else None
+    return chosen if chosen is not None else torch.stack(heads).mean(0)
+
+
+class Probabilities(torch.nn.Module):
+    """A run's model as what it reports: normalised images in, class probabilities out (the
+    graph ``pnl-da export`` writes and ``pnl-da predict`` runs)."""
+
+    def __init__(self, model, prediction: str = "mean"):
+        super().__init__()
+        self.model, self.prediction = model, prediction
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        _, logits = self.model(images)
+        return prediction_probs(self.model, logits, self.prediction)
+
+
 @torch.no_grad()
 def outputs(model, batches, autocast, prediction: str = "mean", cuda_graphs: bool = False
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -117,11 +134,7 @@ def outputs(model, batches, autocast, prediction: str = "mean", cuda_graphs: boo
                 torch.compiler.cudagraph_mark_step_begin()
             with autocast():
                 feats, logits = model(x)
-            logits = logits[:getattr(model, "prediction_heads", len(logits))]
-            heads = [torch.softmax(z.float(), dim=1) for z in logits]
-            chosen = dict(zip(HEAD_NAMES, heads)).get(prediction) if prediction != "mean" \
-                else None
-            probs.append((chosen if chosen is not None else torch.stack(heads).mean(0)).cpu())
+            probs.append(prediction_probs(model, logits, prediction).cpu())
             features.append(feats.float().flatten(1).cpu())
             labels.append(y.cpu())
     finally:

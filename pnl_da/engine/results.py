@@ -1,15 +1,20 @@
-"""What a finished run reports: the prediction it is scored by, its headline metrics, the
-oracle figure of a semi-supervised run, and the line a run prints."""
+"""What a finished run reports: the prediction it is scored by, its headline metrics (or, with
+no target labels, its label-free scores) and the oracle figure of a semi-supervised run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pnl_da.engine.trainer import metrics_records
+from pnl_da.engine.metrics_log import metrics_records
 
 RESULT = "result.json"
 # The metric a benchmark reports first; VisDA's convention is the mean of per-class accuracies.
 HEADLINE = {"visda2017": "mean_class_accuracy"}
+# A target without labels is reported by the label-free validation scores
+# (pnl_da/engine/validators.py); soft neighbourhood density first, as its paper proposes it for
+# choosing among adaptation runs.
+LABEL_FREE_HEADLINE = "snd"
+LABEL_FREE_NAMES = {"snd": "SND", "im": "IM", "entropy": "entropy", "dev": "DEV"}
 
 
 def chosen_prediction(evaluation: dict, predict: str) -> tuple[str, dict]:
@@ -65,19 +70,10 @@ def prediction_names(method: str, heads: dict, eval_ema: float = 0.0) -> dict[st
     return names
 
 
-def result_line(result: dict, out: Path) -> str:
-    """The line a finished run prints (``run``, ``ssl``, each job of a sweep)."""
-    m = result["metrics"]
-    if "dataset" in result:
-        oracle = result.get("oracle_best_test_error")
-        extra = (f"; oracle best-step test error {oracle['error']:.2f}% at step "
-                 f"{oracle['step']}" if oracle else "")
-        return (f"{result['method']} {result['dataset']} {result['labels']} labels seed "
-                f"{result['seed']}: test error {m['error']:.2f}% of the final model "
-                f"({result['prediction_is']}{extra}) -> {out / RESULT}")
-    names = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
-    first = result.get("headline", "accuracy")
-    second = "mean_class_accuracy" if first == "accuracy" else "accuracy"
-    return (f"{result['method']} {result['task']} seed {result['seed']}: target {names[first]} "
-            f"{m[first]:.2f}% ({names[second]} {m[second]:.2f}%, prediction: "
-            f"{result.get('prediction', 'mean')}) -> {out / RESULT}")
+def label_free_line(scores: dict) -> str:
+    """``SND 3.21 (higher is better), IM ...``: the label-free scores with their direction."""
+    from pnl_da.engine.validators import BETTER
+
+    order = [LABEL_FREE_HEADLINE, *(k for k in LABEL_FREE_NAMES if k != LABEL_FREE_HEADLINE)]
+    return ", ".join(f"{LABEL_FREE_NAMES[k]} {scores[k]:.4f} ({BETTER[k]} is better)"
+                     for k in order if k in scores)

@@ -16,13 +16,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pnl_da.config import comparable, first_difference, to_yaml
+from pnl_da.config import first_difference, to_yaml
 from pnl_da.engine import distributed, signals
 from pnl_da.engine.checkpoint import LAST, PREVIOUS, checkpoint_step
 from pnl_da.engine.evaluate import per_class_table
+from pnl_da.engine.metrics_log import METRICS
 from pnl_da.engine.results import RESULT, chosen_prediction
-from pnl_da.engine.tasks import task_of
-from pnl_da.engine.trainer import METRICS, Trainer, resolve_device
+from pnl_da.engine.tasks import comparable, task_class, task_of
+from pnl_da.engine.trainer import Trainer, resolve_device
 from pnl_da.errors import Interrupted, PnlError, UsageError, first_line
 from pnl_da.files import WriteFailed, lock_folder, remove_stale_temporaries, write_json, write_text
 from pnl_da.models.factory import check_input_size, check_weights_available
@@ -70,8 +71,7 @@ def saved_run_difference(out_dir: Path, cfg_yaml: str) -> str | None:
     if not (holds_run(out_dir) and (out_dir / CONFIG).is_file()):
         return None
     saved, now = saved_config(out_dir), comparable(cfg_yaml)
-    kinds = ["semi-supervised (pnl-da ssl)" if "dataset" in c else "domain adaptation (pnl-da run)"
-             for c in (saved, now)]
+    kinds = [task_class(c).description for c in (saved, now)]
     if kinds[0] != kinds[1]:
         return f"the run is {kinds[0]}, this command is {kinds[1]}"
     return first_difference(saved, now)
@@ -306,7 +306,6 @@ def preflight(cfg: DictConfig) -> None:
     """The checks a configuration can fail without data or a folder (backbone name and input
     size, device, PNL's k): made before the output folder is looked at, so that a bad option
     is named first, whatever the folder holds."""
-    from pnl_da.engine.evaluate import task_section
     from pnl_da.methods.pnl import check_k
     from pnl_da.models.factory import check_backbone_name, check_timm_input_size
 
@@ -316,7 +315,7 @@ def preflight(cfg: DictConfig) -> None:
     check_timm_input_size(cfg.backbone.name, int(cfg.backbone.channels), int(cfg.data.image_size))
     resolve_device(cfg.trainer.device)
     if "k" in cfg.method and "selection" in cfg.method:
-        check_k(cfg.method, int(task_section(cfg).num_classes))
+        check_k(cfg.method, task_of(cfg).num_classes)
 
 
 def check_processes(cfg: DictConfig) -> None:
@@ -363,17 +362,19 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_p
         log(f"resuming {out_dir} from step {trainer.step}")
     elif resume:
         log(f"{out_dir} has no checkpoint to resume: starting the run")
+    log(task.data_line(data))
     summary = trainer.fit()
     if not world.main:
         return None
     wall_time = trainer.wall_time()  # a resumed run's includes its earlier segments
     evaluation = summary["evaluation"]
-    confusion = evaluation["confusion"][chosen_prediction(evaluation, cfg.method.predict)[0]]
-    write_text(out_dir / "per_class.csv", per_class_table(confusion, task.class_names))
+    if evaluation["heads"]:  # a target without labels has no per-class accuracy
+        predicted = chosen_prediction(evaluation, cfg.method.predict)[0]
+        write_text(out_dir / "per_class.csv",
+                   per_class_table(evaluation["confusion"][predicted], task.class_names))
     result = task.summarize(evaluation, wall_time, summary, out_dir, trainer.total_steps)
-    skipped = {d.name: len(d.decoded.skipped) for d in (data.source, data.target_train,
-                                                         data.target_eval)
-               if getattr(getattr(d, "decoded", None), "skipped", None)}
+    skipped = {d.name: len(d.skipped) for d in (data.source, data.target_train,
+                                                data.target_eval) if d.skipped}
     if skipped:  # data.skip_bad_images left these out: the numbers are on fewer images
         result["skipped_images"] = skipped
     if trainer.skipped_steps:  # trainer.on_nan=skip: steps whose update was skipped

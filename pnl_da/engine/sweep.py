@@ -239,8 +239,8 @@ def _job_of(sweep: Sweep, folder: Path) -> Job | None:
 def run_planned(job: Job) -> dict | None:
     """One job: its run, reused, resumed or trained. An error is the job's one line (the other
     jobs go on); a signal stops the sweep."""
-    from pnl_da.engine.results import result_line
     from pnl_da.engine.run import execute, holds_run
+    from pnl_da.engine.tasks import task_class
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -268,7 +268,7 @@ def run_planned(job: Job) -> dict | None:
     finally:
         distributed.shutdown()  # a job of several tasks: its process group ends with it
     if result is not None:
-        print(result_line(result, job.out), flush=True)
+        print(task_class(job.cfg).result_line(result, job.out), flush=True)
     return result
 
 
@@ -314,7 +314,7 @@ def product_sweep(mode: str, base: list[str], overrides: list[str], root: Path,
     label-free score a job returns to it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from pnl_da.config import compose
+    from pnl_da.engine.tasks import compose
     from pnl_da.engine.validators import BETTER
 
     hydra_args = [o for o in overrides if is_hydra_override(o)]
@@ -379,7 +379,6 @@ def labelled_sweep(mode: str, planned: list[tuple[DictConfig, Path]], hydra_args
 def tasks_of(benchmark: str, tasks: str) -> dict[str, tuple[str, str]]:
     """``'A->W,D->W'`` as sweep choices: {"amazon2webcam": ("amazon", "webcam"), ...}."""
     from pnl_da.data.registry import get_benchmark
-    from pnl_da.engine.tasks import task_dirname
 
     bench = get_benchmark(benchmark)
     found = {}
@@ -387,7 +386,7 @@ def tasks_of(benchmark: str, tasks: str) -> dict[str, tuple[str, str]]:
         if not task:
             continue
         source, target = bench.parse_task(task)
-        found[task_dirname(source.name, target.name)] = (source.name, target.name)
+        found[bench.task_dirname(source.name, target.name)] = (source.name, target.name)
     if not found:
         raise UsageError(f"'{tasks}' names no task; write e.g. 'A->W,D->W'")
     return found

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from pnl_da.config import comparable, first_difference, to_yaml
+from pnl_da.config import first_difference, to_yaml
 from pnl_da.data.base import DomainData
-from pnl_da.data.streams import DomainStream, Normalizer
+from pnl_da.data.streams import DomainStream
 from pnl_da.engine import distributed, signals
 from pnl_da.engine.checkpoint import (
     LAST,
@@ -34,26 +34,18 @@ from pnl_da.engine.checkpoint import (
     save_checkpoint,
 )
 from pnl_da.engine.distributed import rank_seed
-from pnl_da.engine.evaluate import batches_for, evaluate, task_section
+from pnl_da.engine.evaluate import batches_for, evaluate
+from pnl_da.engine.metrics_log import METRICS, metrics_records
 from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
+from pnl_da.engine.tasks import RunData, comparable, task_of
 from pnl_da.errors import DataError, Interrupted, PnlError, UsageError
 from pnl_da.files import append_line, write_text
 from pnl_da.methods import Batch, create_method, total_loss
 from pnl_da.models.factory import create_model
 
-METRICS = "metrics.jsonl"
 # the three streams of a run, as a checkpoint's data fingerprints name them
 DATA_ROLES = {"source": "source", "target_train": "target (training)",
               "target_eval": "target (evaluation)"}
-
-
-@dataclass
-class RunData:
-    source: DomainData  # labeled, for training
-    target_train: DomainData  # unlabeled, for training (its labels are never read)
-    target_eval: DomainData  # for evaluation
-    # the source's held-out labeled split, where it has one: DEV's validation set
-    source_heldout: DomainData | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -147,21 +139,6 @@ class Window:
                    state["steps"], state["skipped"], state["data_time"], state["earlier_s"])
 
 
-def metrics_records(path: Path) -> list[tuple[str, dict]]:
-    """The records of a metrics.jsonl, each with its line (none if there is no file). Blank
-    lines are skipped, and so is a line cut short by a process killed while appending it: the
-    log is appended to, not written atomically."""
-    records = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append((line, record))
-    return records
-
-
 class Trainer:
     def __init__(self, cfg: DictConfig, data: RunData, run_dir: Path | None = None):
         # this segment's clock starts with the trainer (model building included); a resumed
@@ -190,10 +167,10 @@ class Trainer:
 
         seed = int(cfg.seed)
         seed_everything(seed)
-        section = task_section(cfg)
-        num_classes = int(section.num_classes)
+        self.task = task_of(cfg)
+        num_classes = self.task.num_classes
         self.num_classes = num_classes
-        model = create_model(cfg, num_classes)
+        model = create_model(cfg, num_classes, dual=self.task.dual_model)
         self.method = create_method(cfg.method, model, num_classes).to(self.device)
         if self.world.distributed and tcfg.sync_bn:
             # BatchNorm statistics over the global batch, source and target images of every
@@ -228,7 +205,7 @@ class Trainer:
         self.optimizers = [make_sgd([{**g, "lr": tcfg.lr * g["lr_mult"]} for g in groups], tcfg)
                            for groups in per_network]
 
-        self.normalize = Normalizer(section.normalize_mean, section.normalize_std)
+        self.normalize = self.task.normalizer()
         augmentations = {"weak": cfg.data.weak, "strong": cfg.data.strong}
         self.views = self.method.views()
         self.source = self.stream(data.source, seed * 1000 + 1, self.views["source"],
@@ -266,7 +243,8 @@ class Trainer:
 
         transforms = build_views(cfg.data.image_size, cfg.benchmark.train_crop)
         return LoaderStream(data.decoded, batch_size, seed, self.device,
-                            transforms, views, cfg.data.workers, self.normalize, shard=shard)
+                            transforms, views, cfg.data.workers, self.normalize, shard=shard,
+                            augmentations=augmentations)
 
     def autocast(self):
         return autocast(self.device, self.bf16)
@@ -353,7 +331,7 @@ class Trainer:
         model, predict = self.method.eval_model(), self.cfg.method.predict
         target = self.data.target_train
         chosen = validators.subset(len(target))
-        probs, features, _ = outputs(model, batches_for(self.cfg, target, self.device,
+        probs, features, _ = outputs(model, batches_for(self.task, target, self.device,
                                                         indices=chosen),
                                      self.autocast, predict, self.cuda_graphs)
         source = None
@@ -361,7 +339,7 @@ class Trainer:
         if heldout is not None:
             picked = validators.subset(len(heldout), seed=1)
             source_probs, source_features, labels = outputs(
-                model, batches_for(self.cfg, heldout, self.device, indices=picked),
+                model, batches_for(self.task, heldout, self.device, indices=picked),
                 self.autocast, predict, self.cuda_graphs)
             losses = -source_probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log()[:, 0]
             source = (source_features, losses)
@@ -369,11 +347,15 @@ class Trainer:
 
     def evaluate(self, data=None) -> dict:
         """Scores on ``data`` (the evaluation split); under torchrun each process scores its
-        share of the batches and the confusion matrices are summed."""
+        share of the batches and the confusion matrices are summed. Images without labels (a
+        target given as a folder of unlabeled images) have no accuracy: the run is scored by
+        its label-free validation scores alone."""
         data = data or self.data.target_eval
+        if not data.labeled:
+            return {"heads": {}, "confusion": {}, "labeled": False}
         shard = (self.world.rank, self.world.size)
         return evaluate(self.method.eval_model(),
-                        batches_for(self.cfg, data, self.device, shard=shard), self.num_classes,
+                        batches_for(self.task, data, self.device, shard=shard), self.num_classes,
                         self.autocast, cuda_graphs=self.cuda_graphs,
                         reduce=distributed.all_reduce)
 
@@ -558,8 +540,10 @@ class Trainer:
                     self.check_finite()
                     bar.update(self.step - bar.n)
                     shown = {"loss": f"{float(current):.3f}" if current is not None else "-"}
-                    if last is not None:
+                    if last is not None and last["heads"]:
                         shown["acc"] = f"{last['heads'][self.cfg.method.predict]['accuracy']:.1f}"
+                    elif last is not None:  # no target labels: the label-free score
+                        shown["snd"] = f"{last['validation']['snd']:.3f}"
                     bar.set_postfix(shown, refresh=False)
                 if self.step % eval_every == 0 or self.step == total:
                     if self.device.type == "cuda":

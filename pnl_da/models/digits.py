@@ -1,6 +1,8 @@
 """The digits CNNs of tllib (LeNet for 28x28 grey, DTN for 32x32 RGB), without their heads.
 
-Each returns flat features; ``out_features`` tells their width.
+Each returns flat features; ``out_features`` tells their width. ``mean`` and ``std`` are the
+normalisation their inputs take (tllib's digits scripts: ``--norm-mean 0.5 --norm-std 0.5``), as
+a timm model's pretrained configuration tells its own.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from torch import nn
 
 class LeNet(nn.Sequential):
     input_size = 28
+    mean, std = (0.5,), (0.5,)
 
     def __init__(self, in_channels: int = 1):
         super().__init__(
@@ -30,6 +33,7 @@ class LeNet(nn.Sequential):
 
 class DTN(nn.Sequential):
     input_size = 32
+    mean, std = (0.5,), (0.5,)
 
     def __init__(self, in_channels: int = 3):
         super().__init__(

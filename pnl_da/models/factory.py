@@ -41,6 +41,29 @@ def check_input_size(name: str, image_size: int) -> None:
                          f"set data.image_size={size}")
 
 
+def backbone_normalization(name: str, channels: int) -> tuple[tuple[float, ...],
+                                                             tuple[float, ...]]:
+    """(mean, std) a backbone's inputs take: our networks' own (``mean``, ``std``; 0.5 where
+    they name none), a timm model's from its pretrained configuration (ImageNet's statistics
+    where it has none); one value each for a grey input."""
+    if name in LOCAL_BACKBONES:
+        net = LOCAL_BACKBONES[name]
+        mean, std = getattr(net, "mean", (0.5,)), getattr(net, "std", (0.5,))
+    else:
+        import timm
+        from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+        try:
+            pretrained = timm.get_pretrained_cfg(name)
+        except Exception:  # noqa: BLE001 - a name timm cannot resolve: its defaults
+            pretrained = None
+        mean = tuple(getattr(pretrained, "mean", None) or IMAGENET_DEFAULT_MEAN)
+        std = tuple(getattr(pretrained, "std", None) or IMAGENET_DEFAULT_STD)
+    if channels == 1 and len(mean) > 1:
+        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
 HUB = ("huggingface.co", 443)
 
 
@@ -176,13 +199,12 @@ def create_classifier(backbone_cfg, num_classes: int, heads: int,
                       head_weight_norm=backbone_cfg.head_weight_norm)
 
 
-def create_model(cfg, num_classes: int) -> Classifier | DualClassifier:
-    """The model a run trains. Two-submodel methods in semi-supervised runs with
-    ``ssl.model=dual`` get two separate networks; everything else one network with
-    ``method.heads`` heads. ``method.extra_heads`` (pnl_paper's consistency heads) are added
-    to each network."""
+def create_model(cfg, num_classes: int, dual: bool = False) -> Classifier | DualClassifier:
+    """The model a run trains. ``dual`` (the task's choice: semi-supervised runs of a
+    two-submodel method with ``ssl.model=dual``): two separate networks; otherwise one network
+    with ``method.heads`` heads. ``method.extra_heads`` (pnl_paper's consistency heads) are
+    added to each network."""
     heads, extra = int(cfg.method.heads), int(getattr(cfg.method, "extra_heads", 0))
-    dual = "ssl" in cfg and cfg.ssl.model == "dual" and heads == 2
     size = int(cfg.data.image_size)
     if dual:
         nets = [create_classifier(cfg.backbone, num_classes, 1 + extra, size) for _ in range(2)]

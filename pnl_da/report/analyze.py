@@ -51,8 +51,13 @@ def tsne_figure(source: torch.Tensor, target: torch.Tensor, source_labels: torch
     by_domain.legend(markerscale=3)
     by_domain.set_title("by domain")
     labels = torch.cat([source_labels, target_labels]).numpy()
-    scatter = by_class.scatter(points[:, 0], points[:, 1], s=4, c=labels, cmap="tab20")
-    by_class.set_title("by class (both domains)")
+    known = labels >= 0  # a target without labels is drawn grey, behind the classes
+    by_class.scatter(points[~known, 0], points[~known, 1], s=4, c="lightgrey",
+                     label="no label")
+    scatter = by_class.scatter(points[known, 0], points[known, 1], s=4, c=labels[known],
+                               cmap="tab20")
+    by_class.set_title("by class (both domains)" if known.all() else
+                       "by class (target without labels: grey)")
     fig.colorbar(scatter, ax=by_class, label="class")
     for ax in (by_domain, by_class):
         ax.set_xticks([])
@@ -64,37 +69,31 @@ def tsne_figure(source: torch.Tensor, target: torch.Tensor, source_labels: torch
 
 def analyze_run(run_dir: Path, out: Path, data_root: str | None = None,
                 images: int = 1000) -> dict:
-    from pnl_da.data.registry import get_benchmark
     from pnl_da.engine import validators
     from pnl_da.engine.evaluate import batches_for, outputs
     from pnl_da.engine.evaluate_run import finished_run_config, load_method
-    from pnl_da.engine.tasks import prepare_domain
+    from pnl_da.engine.tasks import task_of
     from pnl_da.engine.trainer import autocast, resolve_device
     from pnl_da.files import write_json
 
     cfg = finished_run_config(run_dir, data_root)
-    if "dataset" in cfg:
-        raise UsageError(f"{run_dir} is a semi-supervised run: analyze compares a source and a "
-                         "target domain (pnl-da run)")
+    task = task_of(cfg)
     if images < 10:
         raise UsageError(f"--images {images}: use at least 10 images per domain")
-    bench = get_benchmark(cfg.benchmark.name)
+    domains = task.analysis_data()  # a semi-supervised run has none: refused here
     device = resolve_device("auto")
-    method = load_method(run_dir, cfg, int(cfg.benchmark.num_classes), device)
-    model = method.eval_model()
+    model = load_method(run_dir, task, device).eval_model()
     feats, labels = [], []
-    for name, split in ((cfg.benchmark.source, "train"),
-                        (cfg.benchmark.target, cfg.benchmark.target_eval_split)):
-        data = prepare_domain(cfg, bench.domain(name).load(cfg.data.root, split))
+    for _, data in domains:
         chosen = validators.subset(len(data), images, seed=2)
-        _, f, y = outputs(model, batches_for(cfg, data, device, indices=chosen),
+        _, f, y = outputs(model, batches_for(task, data, device, indices=chosen),
                           lambda: autocast(device, device.type == "cuda"), cfg.method.predict)
         feats.append(f)
         labels.append(y)
     pad = proxy_a_distance(*feats)
-    task = f"{cfg.benchmark.source}->{cfg.benchmark.target}"
+    name = f"{cfg.benchmark.source}->{cfg.benchmark.target}"
     fig, _ = tsne_figure(feats[0], feats[1], labels[0], labels[1],
-                         f"{cfg.method.name} {task}: t-SNE of the final features "
+                         f"{cfg.method.name} {name}: t-SNE of the final features "
                          f"(proxy A-distance {pad:.3f})")
     out.mkdir(parents=True, exist_ok=True)
     figure = out / "tsne.png"
@@ -105,7 +104,7 @@ def analyze_run(run_dir: Path, out: Path, data_root: str | None = None,
     metrics = {"proxy_a_distance": pad, "source_images": len(feats[0]),
                "target_images": len(feats[1]), "features": int(feats[0].shape[1])}
     write_json(out / "analysis.json", metrics)
-    lines = [f"{run_dir}: {cfg.method.name} {task}, {len(feats[0])} source and "
+    lines = [f"{run_dir}: {cfg.method.name} {name}, {len(feats[0])} source and "
              f"{len(feats[1])} target images, {feats[0].shape[1]}-d features",
              f"  proxy A-distance {pad:.3f} (0: domains indistinguishable, 2: separable)",
              f"  t-SNE by domain and by class: {figure}"]

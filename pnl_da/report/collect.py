@@ -11,13 +11,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pnl_da.config import IGNORED_FOR_REUSE, comparable
-from pnl_da.engine.trainer import METRICS, metrics_records
+from pnl_da.config import IGNORED_FOR_REUSE
+from pnl_da.engine.metrics_log import METRICS, metrics_records
+from pnl_da.engine.tasks import comparable, task_class
 
 SKIPPED_FOLDERS = {"multirun", ".hydra", "checkpoints", "tensorboard", ".submitit"}
 # what tells runs of one method apart without making them different settings
-NOT_SETTINGS = {"seed", "benchmark.source", "benchmark.target", "dataset.split_seed",
-                *IGNORED_FOR_REUSE}
+NOT_SETTINGS = {"seed", "benchmark.source", "benchmark.target", "benchmark.classes",
+                "dataset.split_seed", *IGNORED_FOR_REUSE}
 
 
 @dataclass
@@ -30,19 +31,22 @@ class Run:
     reason: str = ""  # unfinished or unreadable: what is known
 
     @property
-    def ssl(self) -> bool:
-        return "dataset.name" in self.config
+    def kind(self):
+        """The run's task class (pnl_da/engine/tasks.py), from its configuration."""
+        sections: dict = {}
+        for key, value in self.config.items():
+            section, _, leaf = key.partition(".")
+            sections.setdefault(section, {})[leaf] = value
+        return task_class(sections)
 
     @property
     def benchmark(self) -> str:
         """The table a run belongs to: its benchmark, or its semi-supervised dataset."""
-        return "ssl" if self.ssl else self.config.get("benchmark.name", "?")
+        return self.kind.table_of(self.config)
 
     @property
     def task(self) -> str:
-        if self.ssl:
-            return f"{self.config['dataset.name']}-{self.config['dataset.labels']}"
-        return f"{self.config.get('benchmark.source')}->{self.config.get('benchmark.target')}"
+        return self.kind.label_of(self.config)
 
     @property
     def method(self) -> str:

@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pnl_da.report.collect import Run  # noqa: E402
 
 NAMES = {"accuracy": "accuracy (%)", "mean_class_accuracy": "mean class accuracy (%)",
-         "error": "test error (%)"}
+         "error": "test error (%)", "snd": "SND (label-free, higher is better)"}
+LABEL_FREE = ("snd", "im", "entropy", "dev")  # read from each record's validation scores
 
 
 def curve_of(run: Run, metric: str) -> tuple[list[int], list[float]]:
@@ -28,8 +29,11 @@ def curve_of(run: Run, metric: str) -> tuple[list[int], list[float]]:
     key = "mean_class_accuracy" if metric == "mean_class_accuracy" else "accuracy"
     steps, values = [], []
     for record in run.records:
-        scores = record.get(key, {})
-        value = scores.get(head, scores.get("mean"))
+        if metric in LABEL_FREE:
+            value = (record.get("validation") or {}).get(metric)
+        else:
+            scores = record.get(key, {})
+            value = scores.get(head, scores.get("mean"))
         if value is None:
             continue
         steps.append(record["step"])
@@ -141,10 +145,14 @@ def slug(text: str) -> str:
 def draw_all(table, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
+    drawings = [("curves", curves), ("losses", losses)]
+    if table.metric not in LABEL_FREE:  # without target labels there is no per-class accuracy
+        drawings.append(("per_class", per_class))
     for task in table.tasks:
-        for kind, draw in (("curves", curves), ("losses", losses), ("per_class", per_class)):
+        for kind, draw in drawings:
             fig = draw(table, task)
-            path = folder / f"{slug(table.benchmark)}_{slug(task.replace('->', '2'))}_{kind}.png"
+            name = table.benchmark + (f"_{table.metric}" if table.metric in LABEL_FREE else "")
+            path = folder / f"{slug(name)}_{slug(task.replace('->', '2'))}_{kind}.png"
             fig.savefig(path, dpi=110)
             plt.close(fig)
             saved.append(path)

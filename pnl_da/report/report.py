@@ -24,8 +24,10 @@ from pathlib import Path
 from pnl_da.report.collect import Run, collect, variants
 from pnl_da.report.tables import _latex_escape
 
-METRIC_NAMES = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy",
-                "error": "test error"}
+METRIC_NAMES = {"accuracy": "accuracy (%)", "mean_class_accuracy": "mean class accuracy (%)",
+                "error": "test error (%)",
+                # a target without labels: its run is reported by a label-free score
+                "snd": "SND, label-free: no target labels (higher is better)"}
 
 
 @dataclass
@@ -133,11 +135,12 @@ def published_rows(benchmark: str, tasks: list[str]) -> list[Row]:
 
 
 def build_tables(runs: list[Run]) -> list[Table]:
+    """One table per benchmark and headline metric (runs on a target without labels report a
+    label-free score, never beside accuracies)."""
     finished = [r for r in runs if r.status == "finished"]
     tables = []
-    for benchmark in sorted({r.benchmark for r in finished}):
-        mine = [r for r in finished if r.benchmark == benchmark]
-        metric = metric_of(mine[0])[0]
+    for benchmark, metric in sorted({(r.benchmark, metric_of(r)[0]) for r in finished}):
+        mine = [r for r in finished if (r.benchmark, metric_of(r)[0]) == (benchmark, metric)]
         tasks = task_order(benchmark, {r.task for r in mine})
         rows: dict[str, dict[str, Cell]] = {}
         labels: dict[Path, str] = {}
@@ -175,7 +178,9 @@ def selection(runs: list[Run]) -> list[dict]:
     from pnl_da.engine.validators import BETTER
 
     out = []
-    finished = [r for r in runs if r.status == "finished" and (r.result or {}).get("validation")]
+    # runs with target labels: the scores are measured against the true target metric
+    finished = [r for r in runs if r.status == "finished" and (r.result or {}).get("validation")
+                and (r.result or {}).get("target_labels", True)]
     for benchmark, task in sorted({(r.benchmark, r.task) for r in finished}):
         group = [r for r in finished if (r.benchmark, r.task) == (benchmark, task)]
         metric = metric_of(group[0])[0]
@@ -215,7 +220,7 @@ def average_text(row: Row, tasks: list[str], missing: str = "–") -> str:
 
 
 def markdown(tables: list[Table], picks: list[dict], runs: list[Run], root: Path,
-             figures: dict[str, list[Path]], out: Path) -> str:
+             figures: dict[tuple[str, str], list[Path]], out: Path) -> str:
     lines = [f"# pnl-da report: {root}", "",
              f"{sum(r.status == 'finished' for r in runs)} finished runs of {len(runs)} found; "
              f"{datetime.date.today()}. Cells: mean ± sample standard deviation over seeds "
@@ -223,7 +228,7 @@ def markdown(tables: list[Table], picks: list[dict], runs: list[Run], root: Path
              "Rows marked (published) are the numbers of docs/method.md, not runs of ours.", ""]
     for table in tables:
         tasks, name = table.tasks, METRIC_NAMES.get(table.metric, table.metric)
-        lines += [f"## {table.benchmark}: {name} (%) of the final model", "",
+        lines += [f"## {table.benchmark}: {name} of the final model", "",
                   "| method | " + " | ".join(table.headers()) + " | avg |",
                   "|---|" + "---|" * (len(tasks) + 1)]
         for row in [*table.rows, *table.published]:
@@ -233,7 +238,7 @@ def markdown(tables: list[Table], picks: list[dict], runs: list[Run], root: Path
         sources = {row.published for row in table.published}
         if sources:
             lines += ["", f"Published: {'; '.join(sorted(sources))}."]
-        for path in figures.get(table.benchmark, []):
+        for path in figures.get((table.benchmark, table.metric), []):
             lines += ["", f"![{path.stem}]({path.relative_to(out)})"]
         lines.append("")
     if picks:
@@ -283,7 +288,7 @@ def latex(tables: list[Table]) -> str:
     parts = ["% pnl-da report; needs \\usepackage{booktabs}"]
     for table in tables:
         tasks = table.tasks
-        parts += [f"% {table.benchmark}: {METRIC_NAMES.get(table.metric, table.metric)} (%)",
+        parts += [f"% {table.benchmark}: {METRIC_NAMES.get(table.metric, table.metric)}",
                   f"\\begin{{tabular}}{{l{'c' * (len(tasks) + 1)}}}", "\\toprule",
                   "Method & " + " & ".join(_latex_escape(h) .replace("→", "$\\rightarrow$")
                                             for h in table.headers()) + " & Avg \\\\",
@@ -346,7 +351,7 @@ def write_report(root: Path, out: Path, log=print) -> dict[str, Path]:
     runs = collect(root)
     tables = build_tables(runs)
     picks = selection(runs)
-    figures = {t.benchmark: plots.draw_all(t, out / "figures") for t in tables}
+    figures = {(t.benchmark, t.metric): plots.draw_all(t, out / "figures") for t in tables}
     drawn = {p for paths in figures.values() for p in paths}
     for old in (out / "figures").glob("*.png"):  # an earlier report's, of runs now gone
         if old not in drawn:
