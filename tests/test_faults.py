@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ["run", "digits", "uci->ms"]
 FAST = ["trainer.steps=4", "trainer.eval_every=2", "trainer.progress=false",
         "trainer.device=cpu"]
+# 72 px: above the size held in memory, so that the data workers' path is the one tested
 OFFICE = ["run", "office31", "A->W", "backbone.name=test_resnet", "backbone.pretrained=false",
-          "data.image_size=32", "trainer.batch_size=4", "data.workers=2",
+          "data.image_size=72", "trainer.batch_size=4", "data.workers=2",
           "trainer.progress=false", "trainer.device=cpu"]
 TIMINGS = ("steps_per_s", "data_wait_fraction")
 

@@ -91,6 +91,10 @@ def test_a_folder_run_without_target_labels_reports_label_free_scores(capsys, tm
     assert set(result["metrics"]) >= {"entropy", "im", "snd"} and result["heads"] == {}
     assert "no target labels, so no accuracy" in out and "SND" in out
     assert not (out_dir / "per_class.csv").exists()
+    code, out, err = run_cli(capsys, "evaluate", str(out_dir))  # the same scores again
+    assert code == 0, err
+    assert "no labels, so no accuracy" in out
+    assert json.loads(out.splitlines()[-1]) == pytest.approx(result["metrics"], rel=1e-6)
     config = (out_dir / "config.yaml").read_text()
     assert "classes:\n  - boot\n  - clog\n  - sandal" in config and "image_size: 28" in config
     # the report makes a table of the label-free score, never beside accuracies
@@ -299,3 +303,52 @@ def test_compare_analyze_and_torchrun_work_on_folders(capsys, tmp_path):
     assert two.stdout.count("no target labels") == 1  # process 0 speaks, once
     result = json.loads((tmp_path / "two" / "result.json").read_text())
     assert result["processes"] == 2 and result["target_labels"] is False
+
+
+def test_semi_supervised_on_your_own_folders(capsys, tmp_path):
+    """`pnl-da ssl folders`: scored on a labeled test folder by its error, on an unlabeled
+    folder by the label-free scores; --labels keeps a balanced subset and records it."""
+    root = shop(tmp_path / "data", per_class=4)
+    for c, name in enumerate(("boot", "clog", "sandal")):
+        image(root / "test" / name / "0.png", value=200 + c)
+    ssl = ["ssl", "folders", "--labeled", "catalogue", "--data-root", str(root), *LENET,
+           "trainer=digits"]
+    code, out, err = run_cli(capsys, *ssl, "--unlabeled", "webcam", "--test", "test",
+                             "--out", str(tmp_path / "scored"))
+    assert code == 0, err
+    result = json.loads((tmp_path / "scored" / "result.json").read_text())
+    assert result["dataset"] == "folders" and "error" in result["metrics"]
+    assert "test error" in out and "all the labels" in out
+    (root / "loose").mkdir()
+    for i in range(3):
+        image(root / "loose" / f"{i}.png", value=300 + i)
+    code, out, err = run_cli(capsys, *ssl, "--unlabeled", "loose", "--labels", "6",
+                             "--out", str(tmp_path / "subset"))
+    assert code == 0, err
+    assert "no labels to score on" in out
+    record = json.loads((tmp_path / "subset" / "labeled_indices.json").read_text())
+    assert len(record["labeled"]) == 6 and record["train_size"] == 12
+    assert "6 labeled and 9 unlabeled training images" in err  # 6 kept, 6 + 3 without labels
+    code, _, err = run_cli(capsys, *ssl, "--out", str(tmp_path / "none"))
+    assert_one_line_error(code, err, 2, "--unlabeled required")
+    code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", "--labeled", "x")
+    assert_one_line_error(code, err, 2, "--labeled names a folder of your own images")
+
+
+def test_folder_names_with_spaces_quotes_and_unicode_run_and_sweep(capsys, tmp_path):
+    """(A comma separates tasks: 'A->B,C->D'.)"""
+    root = shop(tmp_path / "data")
+    (root / "catalogue").rename(root / "cata logue it's")
+    (root / "webcam").rename(root / "web cäm [2]")
+    task = "cata logue it's->web cäm [2]"
+    code, out, err = run_cli(capsys, "run", "folders", task, *LENET, "--data-root", str(root),
+                             "--out", str(tmp_path / "one"))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "run", "folders", task, *LENET, "--multirun",
+                             "method=source_only,pnl", "--data-root", str(root),
+                             "--out", str(tmp_path / "sweep"))
+    assert code == 0, err
+    found = sorted(p.parent.relative_to(tmp_path / "sweep").as_posix()
+                   for p in (tmp_path / "sweep").rglob("result.json"))
+    assert found == ["cata logue it's2web cäm [2]/pnl/seed0",
+                     "cata logue it's2web cäm [2]/source_only/seed0"]

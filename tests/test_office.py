@@ -13,7 +13,9 @@ from pnl_da.data.office import OFFICE31
 from pnl_da.errors import DataError
 from tests.fake_datasets import make_office31, write_jpeg
 
-TINY = ["backbone.name=test_resnet", "backbone.pretrained=false", "data.image_size=32",
+# 72 px: above the size held in memory (engine/tasks.py IN_MEMORY_SIZE), so that the cache and
+# the data workers' crops are what these tests run
+TINY = ["backbone.name=test_resnet", "backbone.pretrained=false", "data.image_size=72",
         "trainer.steps=4", "trainer.eval_every=2", "trainer.batch_size=4", "data.workers=0",
         "trainer.progress=false", "trainer.device=cpu"]
 

@@ -103,6 +103,41 @@ def test_predict_refuses_what_it_cannot_do_in_one_line(capsys, tmp_path, pngs, f
     assert (tmp_path / "kept.csv").read_text() == "an older file\n"  # not replaced
 
 
+def test_predict_of_a_run_above_the_in_memory_size_is_its_evaluation(capsys, tmp_path):
+    """Above the in-memory size the evaluation reads the 256/224 cache through the workers'
+    centre crop; predict decodes each file itself the same way: the same predictions."""
+    from tests.fake_datasets import make_office31
+    from tests.test_office import TINY
+
+    make_office31(tmp_path, per_class=3)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "run", "office31", "A->W", *TINY, "--data-root",
+                           str(tmp_path), "--out", str(out))
+    assert code == 0, err
+    accuracy = json.loads((out / "result.json").read_text())["metrics"]["accuracy"]
+    code, text, err = run_cli(capsys, "predict", str(out),
+                              str(tmp_path / "office31" / "webcam" / "images"), "--workers", "0")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(text)))
+    right = sum(r["class"] == Path(r["path"]).parent.name for r in rows)
+    assert len(rows) == 9 and 100 * right / len(rows) == pytest.approx(accuracy, abs=1e-9)
+    # and image for image, the probabilities of the evaluation's own batches
+    from pnl_da.data.image_list import read_image_list
+    from pnl_da.engine.evaluate import Probabilities, batches_for
+    from pnl_da.engine.evaluate_run import finished_run_config, load_method
+    from pnl_da.engine.tasks import task_of
+
+    task = task_of(finished_run_config(out))
+    _, data = task.scoring_data(None, None)
+    model = Probabilities(load_method(out, task, torch.device("cpu")).eval_model()).eval()
+    with torch.no_grad():
+        probs = torch.cat([model(x) for x, _ in batches_for(task, data, torch.device("cpu"))])
+    listed = read_image_list(tmp_path / "office31" / "image_list" / "webcam.txt").paths
+    by_path = {Path(r["path"]).relative_to(tmp_path / "office31").as_posix(): r for r in rows}
+    for path, p in zip(listed, probs):
+        assert float(by_path[path]["probability"]) == pytest.approx(float(p.max()), abs=1e-5)
+
+
 def test_predict_works_on_a_semi_supervised_run(capsys, tmp_path, pngs):
     out = tmp_path / "ssl"
     code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", *FAST,

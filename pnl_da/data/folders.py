@@ -188,7 +188,7 @@ def source_classes(root: str, name: str) -> tuple[str, ...]:
         classes = list_classes(path)
         if classes is None:
             labels = read_image_list(path).labels
-            classes = tuple(str(c) for c in range(max(labels) + 1))
+            classes = tuple(str(c) for c in range(max(0, max(labels) + 1)))
     elif path.is_dir():
         top = top_of(path)
         if not top.folders:
@@ -278,6 +278,9 @@ def load_list(root: str, name: str, classes: tuple[str, ...]) -> ImageList:
     """An image list, its labels mapped to the source's class indices by name."""
     path = domain_path(root, name)
     images = read_image_list(path)
+    if min(images.labels) < 0:
+        raise DataError(f"image list {path} has a negative label ({min(images.labels)}); "
+                        "labels are class indices 0, 1, ... (an unlabeled target is a folder)")
     own = list_classes(path)
     if own is None:  # the labels are the names ("0", "1", ...)
         own = tuple(str(c) for c in range(max(images.labels) + 1))

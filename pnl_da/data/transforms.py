@@ -67,17 +67,23 @@ class InputFormat:
     std: tuple[float, ...]
 
     def read(self, path) -> np.ndarray:
-        """One file as a uint8 (channels, crop, crop) array; a file PIL cannot read raises."""
-        import torch
-
-        from pnl_da.data.base import format_images
+        """One file as a uint8 (3, crop, crop) RGB array, before ``channels``; a file PIL
+        cannot read raises."""
         from pnl_da.data.image_cache import decode
 
         image = decode(path, self.resize)  # (resize, resize, 3) uint8
         top = (self.resize - self.crop) // 2  # as albumentations' CenterCrop
         image = image[top:top + self.crop, top:top + self.crop]
-        chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-        return format_images(chw, self.crop, self.channels)[0].numpy()
+        return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+    def channels_of(self, batch):
+        """A uint8 (N, 3, crop, crop) batch of ``read`` with the backbone's channel count (the
+        conversion training uses: pnl_da/data/base.py's format_images), as a tensor."""
+        import torch
+
+        from pnl_da.data.base import format_images
+
+        return format_images(torch.as_tensor(batch), self.crop, self.channels)
 
     def describe(self) -> dict:
         """The steps as data, for a program that has no pnl-da (the export's JSON)."""

@@ -75,8 +75,11 @@ def evaluate_run(run_dir: Path, domain: str | None = None, split: str | None = N
     cast = lambda: autocast(device, device.type == "cuda")  # noqa: E731
     lines = [f"{run_dir}: {cfg.method.name} on {name} ({data.split}, {len(data)} images)"]
     if not data.labeled:
-        probs, _, _ = outputs(model, batches_for(task, data, device), cast, cfg.method.predict)
-        scores = validators.scores(probs[validators.subset(len(probs))])
+        # the images and batches the run's own validation scores read
+        chosen = validators.subset(len(data))
+        probs, _, _ = outputs(model, batches_for(task, data, device, indices=chosen), cast,
+                              cfg.method.predict)
+        scores = validators.scores(probs)
         lines.append(f"  no labels, so no accuracy: {label_free_line(scores)}")
         return scores, "\n".join(lines)
     result = evaluate(model, batches_for(task, data, device), task.num_classes, cast)

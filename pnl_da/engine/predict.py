@@ -94,10 +94,11 @@ class FileBatches(IterableDataset):
                 errors.append("")
             except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad files
                 errors.append(f"{type(exc).__name__}: {first_line(exc, 120)}")
-        shape = (0, self.spec.channels, self.spec.crop, self.spec.crop)
-        stacked = torch.from_numpy(np.stack(images)) if images else torch.zeros(
-            shape, dtype=torch.uint8)
-        return stacked, chunk, errors
+        if not images:
+            empty = torch.zeros((0, self.spec.channels, self.spec.crop, self.spec.crop),
+                                dtype=torch.uint8)
+            return empty, chunk, errors
+        return self.spec.channels_of(np.stack(images)), chunk, errors
 
 
 def header(top_k: int) -> list[str]:
@@ -138,8 +139,10 @@ def predict_run(run_dir: Path, paths: list[str], out: Path | None = None, top_k:
         raise UsageError(f"--out {out} is a folder; give a file, e.g. {out / 'predictions.csv'}")
     spec = task.input_format()
     target = resolve_device(device)
-    model = Probabilities(load_method(Path(run_dir), task, target).eval_model(),
-                          cfg.method.predict).eval()
+    probabilities = Probabilities(load_method(Path(run_dir), task, target).eval_model(),
+                                  cfg.method.predict).eval()
+    # under the autocast the run's evaluation uses (bf16 on a GPU)
+    model = _Cast(probabilities, lambda: autocast(target, target.type == "cuda"))
     normalize = task.normalizer()
     batch = batch_size or min(256, int(cfg.trainer.eval_batch_size))
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
@@ -177,8 +180,6 @@ def predict_run(run_dir: Path, paths: list[str], out: Path | None = None, top_k:
         text.flush()
         text.detach()
 
-    cast = lambda: autocast(target, target.type == "cuda")  # noqa: E731 - as evaluation
-    model = _Cast(model, cast)
     if out is None:
         sys.stdout.flush()
         write(sys.stdout.buffer)

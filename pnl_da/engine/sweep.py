@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -314,6 +315,7 @@ def product_sweep(mode: str, base: list[str], overrides: list[str], root: Path,
     label-free score a job returns to it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from pnl_da.config import quoted
     from pnl_da.engine.tasks import compose
     from pnl_da.engine.validators import BETTER
 
@@ -349,7 +351,7 @@ def product_sweep(mode: str, base: list[str], overrides: list[str], root: Path,
         name = next((o.split("=", 1)[1] for o in job if o.startswith(f"+{TASK_GROUP}=")), None)
         if name is not None:
             source, target = tasks[name]
-            ours += [f"benchmark.source={source}", f"benchmark.target={target}"]
+            ours += [f"benchmark.source={quoted(source)}", f"benchmark.target={quoted(target)}"]
         cfg = compose(ours, mode=mode)
         return Job(job, cfg, folder_for(root, relative(cfg), job, extra))
 
@@ -386,7 +388,9 @@ def tasks_of(benchmark: str, tasks: str) -> dict[str, tuple[str, str]]:
         if not task:
             continue
         source, target = bench.parse_task(task)
-        found[bench.task_dirname(source.name, target.name)] = (source.name, target.name)
+        # the choice's name stands in an override (+task=NAME): folder names may not
+        label = re.sub(r"[^A-Za-z0-9._-]+", "_", bench.task_dirname(source.name, target.name))
+        found[label] = (source.name, target.name)
     if not found:
         raise UsageError(f"'{tasks}' names no task; write e.g. 'A->W,D->W'")
     return found

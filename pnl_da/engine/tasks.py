@@ -218,9 +218,13 @@ class Task:
                                 log=lambda m: print(m, file=sys.stderr))
         if spec.resize != spec.crop:
             return CachedDomain(decoded, data.name, data.split)
-        images = torch.from_numpy(np.array(decoded.array)).permute(0, 3, 1, 2)  # a copy
-        return DomainData(format_images(images, spec.crop, spec.channels),
-                          torch.tensor(decoded.labels, dtype=torch.long), data.name,
+        # in chunks (each a copy of the read-only cache): a grey conversion goes through
+        # float, 12 bytes a pixel, for one chunk at a time
+        formatted = torch.cat([
+            format_images(torch.from_numpy(np.array(decoded.array[i:i + 4096])).permute(
+                0, 3, 1, 2), spec.crop, spec.channels)
+            for i in range(0, len(decoded.array), 4096)])
+        return DomainData(formatted, torch.tensor(decoded.labels, dtype=torch.long), data.name,
                           data.split, skipped=tuple(decoded.skipped))
 
     def default_out_dir(self) -> Path:
@@ -661,8 +665,6 @@ def cache_dir(cfg: DictConfig) -> Path:
     """Where decoded images are kept: ``data.cache_dir``, else ``$PNL_DA_CACHE``, else the
     user's cache folder (``$XDG_CACHE_HOME/pnl-da``, ``~/.cache/pnl-da``); never inside the
     data, which may be read-only or someone else's."""
-    import os
-
     if cfg.data.cache_dir:
         return Path(cfg.data.cache_dir).expanduser()
     if os.environ.get("PNL_DA_CACHE"):
