@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +20,17 @@ def machine() -> str:
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     return (f"{cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
             f"torch {torch.__version__}")
+
+
+def pnl_da(*argv, env=None) -> subprocess.CompletedProcess:
+    """``python -m pnl_da ARGV`` from the repository, its output captured; a failure stops the
+    benchmark with the command and its error."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "pnl_da", *map(str, argv)], cwd=root, env=env,
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"pnl-da {shlex.join(map(str, argv))} failed:\n{done.stderr}")
+    return done
 
 
 def emit(text: str, out: Path | None) -> None:
