@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,12 +67,13 @@ class Skipped:
                 f"{', '.join(shown)} (e.g. {', '.join(self.examples)})")
 
 
-def walk_images(folder: Path, skipped: Skipped, prefix: str = "") -> list[str]:
-    """Every image below ``folder`` (suffixes of torchvision's ImageFolder, any case), as
-    paths relative to it with ``prefix`` before them, in sorted order, depth first. Symlinked
-    files and folders are followed, each folder once (a link back up is no loop)."""
+def iter_images(folder: Path, skipped: Skipped, prefix: str = "",
+                unreadable: list[str] | None = None) -> Iterator[str]:
+    """Every image below ``folder`` (suffixes of torchvision's ImageFolder, any case), one at
+    a time, as paths relative to it with ``prefix`` before them, in sorted order, depth first.
+    Symlinked files and folders are followed, each folder once (a link back up is no loop). A
+    folder that cannot be listed is an error, or, given ``unreadable``, noted there."""
     suffixes = image_suffixes()
-    found: list[str] = []
     seen: set[tuple[int, int]] = set()
     stack = [(str(folder), prefix)]
     while stack:
@@ -84,8 +86,11 @@ def walk_images(folder: Path, skipped: Skipped, prefix: str = "") -> list[str]:
             with os.scandir(path) as entries:
                 listed = sorted(entries, key=lambda e: e.name)
         except OSError as exc:
-            raise DataError(f"cannot list {path} ({exc.strerror or exc}); make it readable or "
-                            "leave it out") from None
+            if unreadable is None:
+                raise DataError(f"cannot list {path} ({exc.strerror or exc}); make it readable "
+                                "or leave it out") from None
+            unreadable.append(f"{path} ({exc.strerror or exc})")
+            continue
         folders = []
         for entry in listed:
             name = relative + entry.name
@@ -95,13 +100,17 @@ def walk_images(folder: Path, skipped: Skipped, prefix: str = "") -> list[str]:
                 folders.append((entry.path, name + "/"))
             elif entry.is_file():
                 if entry.name.lower().endswith(suffixes):
-                    found.append(name)
+                    yield name
                 else:
                     skipped.add("not_images", name)
             else:
                 skipped.add("broken_links", name)
         stack.extend(reversed(folders))  # depth first, in sorted order
-    return found
+
+
+def walk_images(folder: Path, skipped: Skipped, prefix: str = "") -> list[str]:
+    """``iter_images`` as a list."""
+    return list(iter_images(folder, skipped, prefix))
 
 
 @dataclass(frozen=True)

@@ -28,40 +28,18 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from pnl_da.errors import DataError, UsageError, first_line
 
 
-def image_files(paths: list[str], skipped) -> Iterator[str]:
-    """Every file named, and every image below every folder named (recursively, sorted), one
-    at a time. A named file is tried whatever its suffix."""
-    from pnl_da.data.folders import image_suffixes
+def image_files(paths: list[str], unreadable: list[str]) -> Iterator[str]:
+    """Every file named, and every image below every folder named (recursively, sorted; as
+    folders are listed for training), one at a time. A named file is tried whatever its
+    suffix; a folder that cannot be listed is noted in ``unreadable``."""
+    from pnl_da.data.folders import Skipped, iter_images
 
-    suffixes = image_suffixes()
     for given in paths:
-        path = Path(given)
-        if path.is_file():
+        if Path(given).is_file():
             yield given
-            continue
-        stack = [path]
-        seen: set[tuple[int, int]] = set()
-        while stack:
-            folder = stack.pop()
-            try:
-                info = os.stat(folder)
-                if (info.st_dev, info.st_ino) in seen:  # a link back up: once only
-                    continue
-                seen.add((info.st_dev, info.st_ino))
-                with os.scandir(folder) as entries:
-                    names = sorted((e.name, e.is_dir(), e.is_file()) for e in entries)
-            except OSError as exc:
-                skipped.append(f"{folder} ({exc.strerror or exc})")
-                continue
-            subfolders = []
-            for name, is_dir, is_file in names:
-                if name.startswith("."):
-                    continue
-                if is_dir:
-                    subfolders.append(folder / name)
-                elif is_file and name.lower().endswith(suffixes):
-                    yield str(folder / name)
-            stack.extend(reversed(subfolders))
+        else:
+            yield from iter_images(Path(given), Skipped(), given.rstrip(os.sep) + os.sep,
+                                   unreadable)
 
 
 class FileBatches(IterableDataset):
