@@ -352,3 +352,26 @@ def test_folder_names_with_spaces_quotes_and_unicode_run_and_sweep(capsys, tmp_p
                    for p in (tmp_path / "sweep").rglob("result.json"))
     assert found == ["cata logue it's2web cäm [2]/pnl/seed0",
                      "cata logue it's2web cäm [2]/source_only/seed0"]
+
+
+def test_a_folder_run_resumed_ends_with_the_uninterrupted_runs_weights(tmp_path):
+    import torch
+
+    from pnl_da.config import quoted
+    from pnl_da.engine.tasks import compose, load_data
+    from pnl_da.engine.trainer import Trainer
+
+    root = shop(tmp_path / "data", per_class=4, target_labeled=False)
+    cfg = compose(["benchmark=folders", "benchmark.source=catalogue",
+                   "benchmark.target=webcam", f"data.root={quoted(str(root))}",
+                   "backbone=lenet", "trainer.steps=12", "trainer.eval_every=4",
+                   "trainer.progress=false", "trainer.device=cpu", "data.workers=0"])
+    data = load_data(cfg)
+    straight = Trainer(cfg, data, tmp_path / "straight")
+    straight.fit()
+    Trainer(cfg, data, tmp_path / "stopped").fit(stop_at=8)  # as if killed after step 8
+    resumed = Trainer(cfg, data, tmp_path / "stopped")
+    assert resumed.resume() and resumed.step == 8
+    resumed.fit()
+    a, b = straight.method.state_dict(), resumed.method.state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
