@@ -269,7 +269,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from pnl_da.engine.predict import predict_run
 
-    out = _out_dir(args.out, None) if args.out is not None else None
+    out = _out_dir(args.out, None)
     predict_run(Path(args.run_dir).expanduser(), args.paths, out=out, top_k=args.top_k,
                 batch_size=args.batch_size, workers=args.workers, device=args.device,
                 log=lambda m: print(m, file=sys.stderr))
@@ -281,8 +281,7 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     from pnl_da.engine.export import export_run
 
-    done = export_run(Path(args.run_dir).expanduser(), args.format,
-                      _out_dir(args.out, None) if args.out is not None else None,
+    done = export_run(Path(args.run_dir).expanduser(), args.format, _out_dir(args.out, None),
                       data_root=_data_root(args.data_root) if args.data_root else None,
                       log=lambda m: print(m, file=sys.stderr))
     check = done["check"]

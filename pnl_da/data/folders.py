@@ -217,11 +217,12 @@ def source_classes(root: str, name: str) -> tuple[str, ...]:
 
 
 def labeled_folder(path: Path, classes: tuple[str, ...], required: bool = False,
-                   what: str = "the source") -> bool:
+                   what: str = "the source", top: Top | None = None) -> bool:
     """Whether a domain folder is labeled (class folders named after ``classes``) or unlabeled
     (images, or folders that are not class names); a mixture is refused. ``required``: a
-    source (or a benchmark's domain), whose folders must all be classes of ``what``."""
-    top = top_of(path)
+    source (or a benchmark's domain), whose folders must all be classes of ``what``. ``top``:
+    the folder's top level, where the caller has listed it already."""
+    top = top or top_of(path)
     known = [f for f in top.folders if f in classes]
     unknown = [f for f in top.folders if f not in classes]
     if unknown and (known or required):
@@ -256,8 +257,8 @@ def load_folder(path: Path, classes: tuple[str, ...], required: bool = False,
     ``labeled_folder``."""
     skipped = Skipped()
     paths, labels = [], []
-    if labeled_folder(path, classes, required, what):
-        top = top_of(path)
+    top = top_of(path)
+    if labeled_folder(path, classes, required, what, top):
         for image in top.images:
             skipped.add("outside_classes", prefix + image)
         index = {c: i for i, c in enumerate(classes)}
@@ -293,16 +294,28 @@ def load_list(root: str, name: str, classes: tuple[str, ...]) -> ImageList:
     own = list_classes(path)
     if own is None:  # the labels are the names ("0", "1", ...)
         own = tuple(str(c) for c in range(max(images.labels) + 1))
-    unknown = sorted({own[y] for y in images.labels if y < len(own) and own[y] not in classes})
-    if any(y >= len(own) for y in images.labels):
+    if max(images.labels) >= len(own):
         raise DataError(f"image list {path} has labels beyond the {len(own)} classes of "
                         f"{path.parent / CLASSES_FILE}; add their names there")
+    unknown = sorted({own[y] for y in images.labels if own[y] not in classes})
     if unknown:
         raise DataError(f"image list {path} has classes the source does not have: "
                         f"{_shown(unknown)}; use the source's class names")
     index = {c: i for i, c in enumerate(classes)}
     labels = [index[own[y]] for y in images.labels]
     return ImageList(images.paths, labels, str(path))
+
+
+def check_domain(root: str, name: str, classes: tuple[str, ...], role: str) -> None:
+    """What can be checked of a target-like domain (a target, an unlabeled or test folder)
+    without listing its files, when a run is composed: that it exists, and that a folder is
+    labeled with the source's classes or unlabeled, not a mixture."""
+    path = domain_path(root, name)
+    check_name(name, "domain")
+    if path.is_dir():
+        labeled_folder(path, classes)
+    elif not path.is_file():
+        raise _missing(path, role, root)
 
 
 def load_domain(root: str, name: str, classes: tuple[str, ...], split: str,
@@ -345,12 +358,7 @@ class FolderBenchmark(Benchmark):
 
     def facts(self, root: str, source: str, target: str) -> dict:
         classes = source_classes(root, source)
-        path = domain_path(root, target)
-        check_name(target, "domain")
-        if path.is_dir():  # a target class the source lacks, a mixture: refused now
-            labeled_folder(path, classes)
-        elif not path.is_file():
-            raise _missing(path, "target", root)
+        check_domain(root, target, classes, "target")  # a class the source lacks: refused now
         return {"benchmark.classes": list(classes), "benchmark.num_classes": len(classes)}
 
 

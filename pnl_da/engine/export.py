@@ -48,7 +48,7 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def sample_images(task, data_root: str | None, log) -> tuple[torch.Tensor, str]:
+def sample_images(task, log) -> tuple[torch.Tensor, str]:
     """Normalised images to check the export on: the run's evaluation images (a fixed
     subset), or, where its data cannot be read here, random images, said so."""
     from pnl_da.engine import validators
@@ -67,9 +67,7 @@ def sample_images(task, data_root: str | None, log) -> tuple[torch.Tensor, str]:
         spec = task.input_format()
         generator = torch.Generator().manual_seed(0)
         x = torch.rand(CHECK_IMAGES, spec.channels, spec.crop, spec.crop, generator=generator)
-        mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
-        std = torch.tensor(spec.std).view(1, -1, 1, 1)
-        return (x - mean) / std, f"{CHECK_IMAGES} random images"
+        return task.normalizer()(x), f"{CHECK_IMAGES} random images"
 
 
 def _quiet():
@@ -128,10 +126,10 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Path | None = None,
     method = load_method(Path(run_dir), task, device)
     # inference only: no gradients recorded in the graph or asked of its user
     model = Probabilities(method.eval_model(), cfg.method.predict).eval().requires_grad_(False)
-    images, which = sample_images(task, data_root, log)
+    images, which = sample_images(task, log)
     with torch.no_grad():
         expected = model(images)
-    heads = int(getattr(method.eval_model(), "prediction_heads", 1))
+    heads = int(getattr(model.model, "prediction_heads", 1))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_beside(out)

@@ -351,8 +351,7 @@ class DomainAdaptation(Task):
                   (target, cfg.benchmark.target_eval_split)]
         # Where the target trains and is evaluated on the same split (uci, mnist-sample,
         # Office, folders), it is read, checked and prepared once and serves both.
-        keys = [(role, d.resolve_split(s)) for role, (d, s) in
-                zip(("source", "target", "target"), wanted)]
+        keys = [(d.name, d.resolve_split(s)) for d, s in wanted]
         raw: dict[tuple[str, str], object] = {}
         for (domain, split), key in zip(wanted, keys):
             if key not in raw:
@@ -384,8 +383,7 @@ class DomainAdaptation(Task):
         for role, name, split in (("source", b.source, "train"),
                                   ("target", b.target, b.target_eval_split)):
             domain = self.benchmark.domain(name, source=role == "source")
-            found.append((role, self.prepare(domain.load(self.cfg.data.root,
-                                                                     split))))
+            found.append((role, self.prepare(domain.load(self.cfg.data.root, split))))
         return found
 
     def summarize(self, evaluation: dict, wall_time: float, fit: dict, out_dir: Path,
@@ -496,8 +494,7 @@ class SemiSupervised(Task):
                              f"was trained on ({self.dataset.name}: "
                              f"{describe_dataset(self.dataset)}); evaluate on a dataset with "
                              f"the same classes and input format: {', '.join(same)}")
-        return scored.name, self.prepare(scored.load(self.cfg.data.root,
-                                                                  split or "test"))
+        return scored.name, self.prepare(scored.load(self.cfg.data.root, split or "test"))
 
     def check_resume(self, out_dir: Path) -> None:
         """On resume, the labeled subset must be the one the run started with."""
@@ -541,19 +538,16 @@ class FolderSemiSupervised(SemiSupervised):
 
     @classmethod
     def resolve(cls, cfg: DictConfig) -> None:
-        from pnl_da.data.folders import domain_path, labeled_folder, source_classes
+        from pnl_da.data.folders import check_domain, source_classes
 
         d = cfg.dataset
         if not d.labeled_folder or not d.unlabeled_folder:
             raise UsageError("a semi-supervised run on folders needs --labeled DIR (class "
                              "folders) and --unlabeled DIR (images)")
         classes = source_classes(cfg.data.root, d.labeled_folder)
-        for name in (d.unlabeled_folder, d.test_folder):
-            if name and domain_path(cfg.data.root, name).is_dir():
-                labeled_folder(domain_path(cfg.data.root, name), classes)
-        if d.test_folder and not domain_path(cfg.data.root, d.test_folder).exists():
-            raise DataError(f"test folder {domain_path(cfg.data.root, d.test_folder)} does not "
-                            "exist; give a folder of class folders below --data-root")
+        for name, role in ((d.unlabeled_folder, "unlabeled"), (d.test_folder, "test")):
+            if name:
+                check_domain(cfg.data.root, name, classes, role)
         d.classes, d.num_classes = list(classes), len(classes)
         super().resolve(cfg)
 

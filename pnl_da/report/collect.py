@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pnl_da.config import IGNORED_FOR_REUSE
@@ -30,7 +31,7 @@ class Run:
     records: list[dict] = field(default_factory=list)  # metrics.jsonl, whole lines only
     reason: str = ""  # unfinished or unreadable: what is known
 
-    @property
+    @cached_property
     def kind(self):
         """The run's task class (pnl_da/engine/tasks.py), from its configuration."""
         sections: dict = {}

@@ -16,11 +16,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pnl_da.engine.validators import BETTER as LABEL_FREE  # noqa: E402 - the label-free scores
 from pnl_da.report.collect import Run  # noqa: E402
 
 NAMES = {"accuracy": "accuracy (%)", "mean_class_accuracy": "mean class accuracy (%)",
          "error": "test error (%)", "snd": "SND (label-free, higher is better)"}
-LABEL_FREE = ("snd", "im", "entropy", "dev")  # read from each record's validation scores
 
 
 def curve_of(run: Run, metric: str) -> tuple[list[int], list[float]]:
