@@ -554,6 +554,9 @@ def _interrupted_message(exc: KeyboardInterrupt, command: str | None, argv: list
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pnl_da.engine.threads import share_cores
+
+    share_cores()  # before torch is imported: OpenMP reads it once
     from pnl_da.engine import distributed, signals
 
     # SIGTERM and SIGINT stop every command with one line and 128 + the signal, from here on

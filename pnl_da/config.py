@@ -144,6 +144,9 @@ class TrainerConfig:
     precision: Precision = Precision.auto  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
     channels_last: Toggle = Toggle.auto  # auto (on GPU) | true | false
     progress: bool = True
+    # torch threads on the CPU (0: OMP_NUM_THREADS where set, else the cores the process may
+    # use; pnl_da/engine/threads.py). A CPU run repeats its numbers at the same count only.
+    threads: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms on GPU
     compile: bool = False  # torch.compile the backbone (pays off on long GPU runs)
     # On a GPU (ignored on CPU, like cudnn_benchmark): torch.compile the backbone in mode
@@ -235,6 +238,7 @@ RANGES = {
     "dataset.split_seed": (0, None, False),
     "trainer.steps": (0, None, False),  # 0 only with trainer.epochs (checked below)
     "trainer.epochs": (0, None, False),
+    "trainer.threads": (0, None, False),  # 0: chosen (pnl_da/engine/threads.py)
     "trainer.batch_size": (0, None, True),
     "trainer.unlabeled_batch_size": (0, None, False),  # 0: trainer.batch_size
     "trainer.eval_every": (0, None, True),
@@ -566,9 +570,11 @@ def on_schema(saved: DictConfig, schema: type) -> DictConfig:
     return merged
 
 
-# Keys that do not change what a run computes: a finished run is reused, and a checkpoint
-# resumed, across them.
-IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "trainer.tensorboard", "data.root")
+# Keys that say where and how visibly a run trains, not what it trains: a finished run is
+# reused, and a checkpoint resumed, across them (the device and the CPU threads change float
+# rounding only; env.json records both for each segment of a run).
+IGNORED_FOR_REUSE = ("trainer.progress", "trainer.device", "trainer.threads",
+                     "trainer.tensorboard", "data.root")
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:

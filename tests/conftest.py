@@ -1,7 +1,11 @@
 import pytest
-import torch
 
-from pnl_da.engine.tasks import compose
+from pnl_da.engine.threads import share_cores
+
+share_cores()  # before torch is imported, as the command line does: beside a demo, share cores
+import torch  # noqa: E402
+
+from pnl_da.engine.tasks import compose  # noqa: E402
 
 TASK = ["benchmark.source=uci", "benchmark.target=mnist-sample"]
 

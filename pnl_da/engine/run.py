@@ -340,9 +340,13 @@ def check_processes(cfg: DictConfig) -> None:
 def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_previous: bool,
              log, world) -> dict | None:
     """Load, train, score; the files are process 0's to write (the others return None)."""
-    check_weights_available(cfg.backbone)
+    from pnl_da.engine import threads
+
+    threads_line = threads.apply(cfg.trainer.threads)  # before any work, the data's included
     task = task_of(cfg)  # domain adaptation or semi-supervised: the only difference
     data = task.load()
+    # the network last: a missing dataset or a bad option is named before unreachable weights
+    check_weights_available(cfg.backbone)
     if resume:
         task.check_resume(out_dir)
     trainer = Trainer(cfg, data, out_dir)
@@ -363,6 +367,8 @@ def _execute(cfg: DictConfig, cfg_yaml: str, out_dir: Path, resume: bool, from_p
     elif resume:
         log(f"{out_dir} has no checkpoint to resume: starting the run")
     log(task.data_line(data))
+    if trainer.device.type == "cpu":
+        log(threads_line)
     summary = trainer.fit()
     if not world.main:
         return None

@@ -246,10 +246,8 @@ def run_planned(job: Job) -> dict | None:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    if job.threads:
-        import torch
-
-        torch.set_num_threads(job.threads)
+    if job.threads:  # the run sets them (trainer.threads, not what it computes)
+        job.cfg.trainer.threads = job.threads
     from pnl_da.engine import distributed
 
     join_submitit_tasks()
