@@ -235,7 +235,13 @@ def cmd_report(args) -> int:
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder; pass the folder that holds the runs "
                          "(e.g. runs/)")
-    out = _out_dir(args.out, root / "report")
+    from pnl_da.engine.run import CONFIG
+
+    # a folder of runs holds its report; a single run's goes beside it, never into it
+    beside = (root / CONFIG).is_file()
+    whole = root.resolve()
+    out = _out_dir(args.out, whole.parent / f"{whole.name}-report" if beside
+                   else root / "report")
     files = write_report(root, out, log=lambda m: print(m, file=sys.stderr))
     print(files["md"].read_text(), end="")
     print(f"written: {', '.join(str(p) for p in files.values())}")
@@ -397,8 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "minimises it)")
         common(p)
 
+    shorter = ("A shorter run: add trainer.steps=N (e.g. trainer.steps=500), or "
+               "trainer.epochs=N where the preset counts epochs (--show-config shows its "
+               "length). On a CPU a run uses the cores it may use; trainer.threads=N sets its "
+               "torch threads.")
     run = sub.add_parser("run", help="train one method on one task",
-                         usage="pnl-da run BENCHMARK TASK [KEY=VALUE ...] [options]")
+                         usage="pnl-da run BENCHMARK TASK [KEY=VALUE ...] [options]",
+                         epilog=shorter)
     run.add_argument("benchmark")
     run.add_argument("task", help="SOURCE->TARGET, e.g. 'uci->mnist-sample' (quote it); "
                      "then any KEY=VALUE overrides, e.g. method=dann trainer.steps=500")
@@ -408,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ssl = sub.add_parser("ssl", help="semi-supervised: train one method on DATASET with N "
                          "labeled images",
-                         usage="pnl-da ssl DATASET --labels N [KEY=VALUE ...] [options]")
+                         usage="pnl-da ssl DATASET --labels N [KEY=VALUE ...] [options]",
+                         epilog=shorter)
     ssl.add_argument("dataset", help="cifar10, cifar100, svhn, mnist, mnist-sample, uci, or "
                      "folders (your own: --labeled DIR --unlabeled DIR); then "
                      "any KEY=VALUE overrides, e.g. method=fixmatch or ssl.model=shared")
@@ -455,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="every finished run below a folder: tables (md, csv, "
                          "tex, html), pictures, label-free model selection")
     rep.add_argument("runs_dir")
-    rep.add_argument("--out", default=None, help="default: RUNS_DIR/report")
+    rep.add_argument("--out", default=None, help="default: RUNS_DIR/report; for a single run's "
+                     "folder, RUN_DIR-report beside it")
     rep.add_argument("--debug", action="store_true")
     rep.set_defaults(func=cmd_report, accepts_overrides=False)
 

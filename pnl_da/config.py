@@ -236,8 +236,6 @@ def method_schemas() -> dict[str, type]:
 RANGES = {
     "seed": (0, None, False),
     "dataset.split_seed": (0, None, False),
-    "trainer.steps": (0, None, False),  # 0 only with trainer.epochs (checked below)
-    "trainer.epochs": (0, None, False),
     "trainer.threads": (0, None, False),  # 0: chosen (pnl_da/engine/threads.py)
     "trainer.batch_size": (0, None, True),
     "trainer.unlabeled_batch_size": (0, None, False),  # 0: trainer.batch_size
@@ -530,7 +528,22 @@ def _field_type(schema, key) -> Any:
     return typing.get_type_hints(schema).get(str(key))
 
 
+def _check_length(cfg: DictConfig) -> None:
+    """trainer.steps and trainer.epochs: one of them sets the run's length, the other is 0."""
+    steps, epochs = int(cfg.trainer.steps), int(cfg.trainer.epochs)
+    if epochs < 0:
+        raise UsageError(f"bad value {epochs} for 'trainer.epochs'; use a number >= 1 (passes "
+                         "over the training set), or 0 to let trainer.steps set the length")
+    if steps < 0 or (steps == 0 and epochs == 0):
+        raise UsageError(f"bad value {steps} for 'trainer.steps'; use a number >= 1 (e.g. "
+                         "trainer.steps=2000), or 0 with trainer.epochs >= 1 setting the length")
+    if steps > 0 and epochs > 0:
+        raise UsageError(f"trainer.steps={steps} and trainer.epochs={epochs} both set the run's "
+                         "length; set one of them and the other to 0")
+
+
 def _check_bounds(cfg: DictConfig) -> None:
+    _check_length(cfg)
     for key, (low, high, low_excluded) in RANGES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is None or ((value > low if low_excluded else value >= low)
@@ -540,13 +553,6 @@ def _check_bounds(cfg: DictConfig) -> None:
         wanted = f"{'>' if low_excluded else '>='} {low}" + (
             f" and <= {high}" if high is not None else "")
         raise UsageError(f"bad value {value} for '{key}'{option}; use a number {wanted}")
-    steps, epochs = int(cfg.trainer.steps), int(cfg.trainer.epochs)
-    if steps == 0 and epochs == 0:
-        raise UsageError("the run has no length: trainer.steps and trainer.epochs are both 0; "
-                         "set one of them, e.g. trainer.steps=2000")
-    if steps > 0 and epochs > 0:
-        raise UsageError(f"trainer.steps={steps} and trainer.epochs={epochs} both set the run's "
-                         "length; set one of them and the other to 0")
 
 
 def _check_eval_ema(method: DictConfig) -> None:

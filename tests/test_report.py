@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """source_only and dann x seeds 0, 1; pnl with k=2 and k=3 on seed 0; an SSL run; a copy
-    left unfinished; one whose metrics.jsonl was cut short."""
+    """source_only and dann x seeds 0, 1; pnl with k=2 and k=3 on seed 0; an SSL run; a cdan
+    run with one evaluation; a copy left unfinished; one whose metrics.jsonl was cut short."""
     from pnl_da.cli import main
 
     root = tmp_path_factory.mktemp("runs")
@@ -40,6 +40,9 @@ def runs(tmp_path_factory):
                      "--out", str(root / f"pnl-k{k}")]) == 0
     assert main(["ssl", "mnist-sample", "--labels", "20", "method=supervised", *SHORT,
                  "--out", str(root / "ssl")]) == 0
+    # a run with one evaluation: a single point in every picture
+    assert main(["run", "digits", "uci->ms", "method=cdan", *SHORT[2:], "trainer.steps=3",
+                 "trainer.eval_every=3", "--out", str(root / "cdan-short")]) == 0
     shutil.copytree(root / "cmp" / "dann" / "seed1", root / "half")
     (root / "half" / "result.json").unlink()
     metrics = root / "pnl-k3" / "metrics.jsonl"
@@ -102,13 +105,82 @@ def test_the_curves_plot_the_logged_metric_and_the_pictures_are_real_images(runs
     steps = [r["step"] for r in seeds[0]]
     expected = [np.mean([seeds[s][i]["accuracy"]["mean"] for s in (0, 1)])
                 for i in range(len(steps))]
-    assert list(lines["dann"].get_xdata()) == steps
-    assert np.allclose(lines["dann"].get_ydata(), expected)
+    assert list(lines["dann (2 seeds)"].get_xdata()) == steps
+    assert np.allclose(lines["dann (2 seeds)"].get_ydata(), expected)
     for png in (runs.parent / "report" / "figures").glob("*.png"):
         with Image.open(png) as image:
             assert image.format == "PNG" and image.width >= 600 and image.height >= 300
             pixels = np.asarray(image.convert("L"), dtype=float)
             assert pixels.std() > 5  # something was drawn, not a blank canvas
+
+
+def _legend_is_outside(fig, ax, legend) -> bool:
+    fig.canvas.draw()
+    return legend.get_window_extent().x0 >= ax.get_window_extent().x1
+
+
+def test_every_run_in_a_legend_draws_its_points_and_each_picture_says_what_it_shows(runs):
+    from pnl_da.report import plots
+    from pnl_da.report.collect import collect
+    from pnl_da.report.report import build_tables
+
+    table = next(t for t in build_tables(collect(runs)) if t.benchmark == "digits")
+    task = "uci->mnist-sample"
+    fig = plots.curves(table, task)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    legend = ax.get_legend()
+    assert sorted(t.get_text() for t in legend.get_texts()) == sorted(lines)
+    assert {"cdan (1 seed)", "dann (2 seeds)", "pnl (method.k=2) (1 seed)"} <= set(lines)
+    for label, line in lines.items():  # few points: each one is marked, so each run shows
+        assert len(line.get_xdata()) >= 1 and line.get_marker() == "o", label
+    assert list(lines["cdan (1 seed)"].get_xdata()) == [3]
+    # bands for the two rows with two seeds, none for the one-seed rows
+    assert len(ax.collections) == 2 and "band from the lowest to the highest" in ax.get_title()
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "accuracy (%)"
+    assert _legend_is_outside(fig, ax, legend)
+
+    one_seed = next(t for t in build_tables(collect(runs / "pnl-k2")) if t.benchmark == "digits")
+    fig = plots.curves(one_seed, task)
+    assert not fig.axes[0].collections and "band" not in fig.axes[0].get_title()
+    assert "one seed" in fig.axes[0].get_title()
+
+    fig = plots.losses(table, task)
+    panels = [a for a in fig.axes if a.lines]
+    assert panels and all(a.get_xlabel() == "step" and a.get_ylabel() for a in panels)
+    short = [line for a in panels for line in a.lines if line.get_label() == "cdan (1 seed)"]
+    assert short and all(len(line.get_xdata()) == 1 and line.get_marker() == "o"
+                         for line in short)
+    legend = panels[-1].get_legend() or fig.axes[-1].get_legend()
+    assert {t.get_text() for t in legend.get_texts()} >= {"cdan (1 seed)", "dann (2 seeds)"}
+    assert _legend_is_outside(fig, fig.axes[-1], legend)
+
+    fig = plots.per_class(table, task)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "class" and ax.get_ylabel() == "accuracy (%)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in range(10)]
+    assert _legend_is_outside(fig, ax, ax.get_legend())
+
+
+@pytest.mark.parametrize("classes", [10, 31])
+def test_tsne_gives_each_class_its_own_colour_and_name(classes):
+    from pnl_da.report.analyze import tsne_figure
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(classes).repeat(4)
+    centres = torch.randn(classes, 8, generator=generator) * 5
+    features = centres[labels] + torch.randn(len(labels), 8, generator=generator)
+    names = [f"c{k}" for k in range(classes)]
+    fig, _ = tsne_figure(features, features, labels, labels, "t", class_names=names)
+    scatter = fig.axes[1].collections[-1]
+    colours = [tuple(c) for c in scatter.to_rgba(scatter.get_array())]
+    by_label = {}
+    for label, colour in zip(torch.cat([labels, labels]).tolist(), colours):
+        by_label.setdefault(label, set()).add(colour)
+    assert all(len(c) == 1 for c in by_label.values())  # a class has one colour
+    assert len({next(iter(c)) for c in by_label.values()}) == classes  # no two share one
+    bar = fig.axes[-1]
+    assert [t.get_text() for t in bar.get_yticklabels()] == names
 
 
 def test_published_rows_come_from_the_method_spec_and_are_labelled(tmp_path, capsys):

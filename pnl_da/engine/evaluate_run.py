@@ -32,21 +32,34 @@ def finished_run_config(run_dir: Path, data_root: str | None = None):
     missing = [p for p in (RESULT, CONFIG, str(LAST)) if not (run_dir / p).is_file()]
     if missing and (run_dir.parent / RESULT).is_file():  # a run's checkpoints/ folder
         raise UsageError(f"{run_dir} is inside a run; pass the run's folder, {run_dir.parent}")
-    if missing:
-        runs = comparison_runs(run_dir, RESULT)
-        if runs:  # a compare folder: its runs are one level further down
-            raise UsageError(f"{run_dir} is a comparison folder ({len(runs)} finished "
-                             f"run{'s' if len(runs) > 1 else ''}), not one run; pass one of its "
-                             f"runs, e.g. {runs[0]}")
-        command = (task_class(OmegaConf.load(run_dir / CONFIG)).command
-                   if (run_dir / CONFIG).is_file() else "run")
+    if missing and (run_dir / CONFIG).is_file():  # a run begun here and not finished
+        command = task_class(OmegaConf.load(run_dir / CONFIG)).command
         raise UsageError(f"{run_dir} is not a finished run (no {missing[0]}); finish it with "
                          f"`pnl-da {command} ... --resume --out {run_dir}` first")
+    if missing:  # a folder of runs (a compare's, runs/), or none
+        raise UsageError(runs_inside(run_dir))
     cfg = load_saved(run_dir / CONFIG)
     root = data_root or cfg.data.root
     check_data_root(root)
     cfg.data.root = root
     return cfg
+
+
+def runs_inside(folder: Path, shown: int = 3) -> str:
+    """What to pass instead of ``folder``, which holds no run of its own: the finished runs
+    below it, by name."""
+    runs = sorted(p.parent for p in folder.rglob(RESULT) if (p.parent / CONFIG).is_file())
+    if not runs:
+        begun = sorted(p.parent for p in folder.rglob(CONFIG))
+        if begun:
+            return (f"{folder} is not a run and the {len(begun)} run(s) below it are "
+                    f"unfinished (e.g. {begun[0]}); finish one with --resume --out <its folder>")
+        return (f"{folder} is not a run folder (no {CONFIG}, no runs below it); pass the folder "
+                "of a finished run (it holds result.json)")
+    kind = "a comparison folder" if comparison_runs(folder, RESULT) == runs else "a folder"
+    more = f" and {len(runs) - shown} more" if len(runs) > shown else ""
+    return (f"{folder} is {kind} of {len(runs)} finished run{'s' if len(runs) > 1 else ''}, "
+            f"not one run; pass one of them: {', '.join(map(str, runs[:shown]))}{more}")
 
 
 def load_method(run_dir: Path, task, device):

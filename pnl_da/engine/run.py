@@ -26,7 +26,11 @@ from pnl_da.engine.tasks import comparable, task_class, task_of
 from pnl_da.engine.trainer import Trainer, resolve_device
 from pnl_da.errors import Interrupted, PnlError, UsageError, first_line
 from pnl_da.files import WriteFailed, lock_folder, remove_stale_temporaries, write_json, write_text
-from pnl_da.models.factory import check_input_size, check_weights_available
+from pnl_da.models.factory import (
+    check_input_size,
+    check_weights_available,
+    check_weights_file,
+)
 
 CONFIG = "config.yaml"
 ENV = "env.json"  # versions, device, processor, commit: where each segment of the run was made
@@ -303,13 +307,14 @@ def record_environment(out_dir: Path, device: str, step: int, resumed: bool,
 
 
 def preflight(cfg: DictConfig) -> None:
-    """The checks a configuration can fail without data or a folder (backbone name and input
-    size, device, PNL's k): made before the output folder is looked at, so that a bad option
-    is named first, whatever the folder holds."""
+    """The checks a configuration can fail without data or a folder (backbone name, weights
+    file and input size, device, PNL's k): made before the output folder is looked at, so
+    that a bad option is named first, whatever the folder holds."""
     from pnl_da.methods.pnl import check_k
     from pnl_da.models.factory import check_backbone_name, check_timm_input_size
 
     check_backbone_name(cfg.backbone.name)
+    check_weights_file(cfg.backbone)
     check_processes(cfg)
     check_input_size(cfg.backbone.name, cfg.data.image_size)
     check_timm_input_size(cfg.backbone.name, int(cfg.backbone.channels), int(cfg.data.image_size))

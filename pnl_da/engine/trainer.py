@@ -13,7 +13,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from pnl_da.engine.checkpoint import (
 from pnl_da.engine.distributed import rank_seed
 from pnl_da.engine.evaluate import batches_for, evaluate
 from pnl_da.engine.metrics_log import METRICS, metrics_records
+from pnl_da.engine.progress import Progress, score_text
 from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
 from pnl_da.engine.tasks import RunData, comparable, task_of
 from pnl_da.errors import DataError, Interrupted, PnlError, UsageError
@@ -508,18 +508,13 @@ class Trainer:
         """Train to ``total_steps`` (or stop after ``stop_at`` steps, for tests); returns the
         last evaluation and timings. A SIGTERM or SIGINT (pnl_da/engine/signals.py) ends the
         step under way, checkpoints it and raises Interrupted."""
-        from tqdm import tqdm
-
         tcfg = self.cfg.trainer
         total, eval_every = self.total_steps, max(1, int(tcfg.eval_every))
         end = total if stop_at is None else min(stop_at, total)
         self.method.train()
-        # step, loss, accuracy, steps/s and the time left, on a terminal only: a log file or
-        # a cluster job's output gets no carriage-return noise
-        shown = tcfg.progress and sys.stderr.isatty()
-        bar = tqdm(total=total, initial=self.step, disable=not shown, file=sys.stderr,
-                   dynamic_ncols=True, desc=f"{self.cfg.method.name}", leave=True,
-                   mininterval=1.0)
+        # a bar on a terminal; lines in a log file or a cluster job's output
+        progress = Progress(tcfg.progress, total, self.step, self.cfg.method.name)
+        predict = self.cfg.method.predict
         train_time = 0.0
         start_wall, last, first_step = time.perf_counter(), None, self.step
         window_start, current = time.perf_counter(), None
@@ -538,13 +533,7 @@ class Trainer:
                 self.step += 1
                 if self.step % 50 == 0 or self.step == end:
                     self.check_finite()
-                    bar.update(self.step - bar.n)
-                    shown = {"loss": f"{float(current):.3f}" if current is not None else "-"}
-                    if last is not None and last["heads"]:
-                        shown["acc"] = f"{last['heads'][self.cfg.method.predict]['accuracy']:.1f}"
-                    elif last is not None:  # no target labels: the label-free score
-                        shown["snd"] = f"{last['validation']['snd']:.3f}"
-                    bar.set_postfix(shown, refresh=False)
+                    progress.update(self.step, current, score_text(last, predict))
                 if self.step % eval_every == 0 or self.step == total:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize()
@@ -556,11 +545,14 @@ class Trainer:
                     self.window = Window()
                     self.checkpoint()
                     window_start = time.perf_counter()
+                    progress.line(self.step, current, score_text(last, predict))
+                elif progress.due():  # never a sync of the processes: each has its own clock
+                    progress.line(self.step, current, score_text(last, predict))
                 if self.stop_requested(end):
-                    bar.close()
+                    progress.close()
                     self.window.earlier_s += time.perf_counter() - window_start
                     self.stop_for_signal(signals.received() or signal.SIGTERM)
-        bar.close()
+        progress.close()
         if last is None:
             last = self.evaluate()
             last["validation"] = self.validation_scores()

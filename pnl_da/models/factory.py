@@ -67,18 +67,26 @@ def backbone_normalization(name: str, channels: int) -> tuple[tuple[float, ...],
 HUB = ("huggingface.co", 443)
 
 
+def check_weights_file(backbone_cfg) -> None:
+    """A weights file named by backbone.weights exists (a check of the options, made first)."""
+    if backbone_cfg.name in LOCAL_BACKBONES or not backbone_cfg.pretrained:
+        return
+    if backbone_cfg.weights and not Path(backbone_cfg.weights).expanduser().is_file():
+        raise DataError(f"backbone weights file not found: {backbone_cfg.weights}; set "
+                        "backbone.weights to an existing .safetensors or .pth file")
+
+
 def check_weights_available(backbone_cfg) -> None:
-    """Fail fast, before any data work, when pretrained weights cannot be had: no file given
-    and the hub unreachable (one short connection attempt instead of the hub's retries)."""
+    """Fail before training when pretrained weights cannot be had: no file given and the hub
+    unreachable (one short connection attempt instead of the hub's retries). The network is
+    asked last, once the data is there: a missing dataset is the cause to name first."""
     import os
     import socket
 
     if backbone_cfg.name in LOCAL_BACKBONES or not backbone_cfg.pretrained:
         return
+    check_weights_file(backbone_cfg)
     if backbone_cfg.weights:
-        if not Path(backbone_cfg.weights).expanduser().is_file():
-            raise DataError(f"backbone weights file not found: {backbone_cfg.weights}; set "
-                            "backbone.weights to an existing .safetensors or .pth file")
         return
     reason = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") == "1" else None
     if reason is None:

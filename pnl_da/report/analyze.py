@@ -33,35 +33,60 @@ def proxy_a_distance(source: torch.Tensor, target: torch.Tensor, seed: int = 0) 
     return 2.0 * (1.0 - 2.0 * min(error, 0.5))
 
 
+def class_colours(n: int) -> list:
+    """One colour per class from qualitative maps (tab10, tab20, then tab20b and tab20c); past
+    60 classes, evenly spaced hues."""
+    import matplotlib
+    import numpy as np
+
+    if n <= 10:
+        colours = list(matplotlib.colormaps["tab10"].colors)
+    else:
+        colours = [c for name in ("tab20", "tab20b", "tab20c")
+                   for c in matplotlib.colormaps[name].colors]
+    if n > len(colours):
+        colours = list(matplotlib.colormaps["hsv"](np.linspace(0, 1, n, endpoint=False)))
+    return colours[:n]
+
+
 def tsne_figure(source: torch.Tensor, target: torch.Tensor, source_labels: torch.Tensor,
-                target_labels: torch.Tensor, title: str, seed: int = 0):
+                target_labels: torch.Tensor, title: str, seed: int = 0,
+                class_names: list[str] | None = None):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm, ListedColormap
     from sklearn.manifold import TSNE
 
     features = torch.cat([source, target]).double().numpy()
     points = TSNE(n_components=2, init="pca", random_state=seed,
                   perplexity=min(30.0, (len(features) - 1) / 3)).fit_transform(features)
     n = len(source)
-    fig, (by_domain, by_class) = plt.subplots(1, 2, figsize=(11, 5))
-    by_domain.scatter(points[:n, 0], points[:n, 1], s=4, c="tab:blue", label="source")
-    by_domain.scatter(points[n:, 0], points[n:, 1], s=4, c="tab:red", label="target")
+    fig, (by_domain, by_class) = plt.subplots(1, 2, figsize=(12, 5.2))
+    by_domain.scatter(points[:n, 0], points[:n, 1], s=5, c="tab:blue", label="source")
+    by_domain.scatter(points[n:, 0], points[n:, 1], s=5, c="tab:red", label="target")
     by_domain.legend(markerscale=3)
     by_domain.set_title("by domain")
     labels = torch.cat([source_labels, target_labels]).numpy()
     known = labels >= 0  # a target without labels is drawn grey, behind the classes
-    by_class.scatter(points[~known, 0], points[~known, 1], s=4, c="lightgrey",
+    by_class.scatter(points[~known, 0], points[~known, 1], s=5, c="lightgrey",
                      label="no label")
-    scatter = by_class.scatter(points[known, 0], points[known, 1], s=4, c=labels[known],
-                               cmap="tab20")
+    classes = len(class_names) if class_names else int(labels.max(initial=-1)) + 1
+    classes = max(classes, 1)
+    # one colour per class: integer labels fall between the boundaries k - 0.5 and k + 0.5
+    norm = BoundaryNorm([k - 0.5 for k in range(classes + 1)], classes)
+    scatter = by_class.scatter(points[known, 0], points[known, 1], s=5, c=labels[known],
+                               cmap=ListedColormap(class_colours(classes)), norm=norm)
     by_class.set_title("by class (both domains)" if known.all() else
                        "by class (target without labels: grey)")
-    fig.colorbar(scatter, ax=by_class, label="class")
+    bar = fig.colorbar(scatter, ax=by_class, label="class", ticks=range(classes))
+    bar.ax.set_yticklabels(class_names or [str(k) for k in range(classes)],
+                           fontsize=8 if classes <= 20 else 6)
     for ax in (by_domain, by_class):
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2")
     fig.suptitle(title)
     fig.tight_layout()
     return fig, points
@@ -94,7 +119,7 @@ def analyze_run(run_dir: Path, out: Path, data_root: str | None = None,
     name = f"{cfg.benchmark.source}->{cfg.benchmark.target}"
     fig, _ = tsne_figure(feats[0], feats[1], labels[0], labels[1],
                          f"{cfg.method.name} {name}: t-SNE of the final features "
-                         f"(proxy A-distance {pad:.3f})")
+                         f"(proxy A-distance {pad:.3f})", class_names=list(task.class_names))
     out.mkdir(parents=True, exist_ok=True)
     figure = out / "tsne.png"
     fig.savefig(figure, dpi=110)
