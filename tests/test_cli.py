@@ -21,13 +21,16 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
+# what a run prints on stderr besides an error: its data line, its CPU threads, its progress
+RUN_LINES = ("input ", "cpu: ", "step ")
+
+
 def assert_one_line_error(code, err, expected_code, *fragments):
     """The error is one line; a run that failed while training printed only what a run
     prints as it starts (its data line ``input 28x28, ...``, its CPU threads ``cpu: ...``) and
     its progress lines (``step 50/3000 ...``) before it."""
     assert code == expected_code, err
-    lines = [line for line in err.strip().splitlines()
-             if not line.startswith(("input ", "cpu: ", "step "))]
+    lines = [line for line in err.strip().splitlines() if not line.startswith(RUN_LINES)]
     assert len(lines) == 1, err
     assert lines[0].startswith("pnl-da: error: ")
     assert "Traceback" not in err

@@ -25,7 +25,7 @@ import torch
 from pnl_da.engine.checkpoint import LAST, PREVIOUS, checkpoint_step, load_checkpoint
 from pnl_da.engine.metrics_log import metrics_records
 from tests.fake_datasets import make_office31
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.test_cli import RUN_LINES, assert_one_line_error, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ["run", "digits", "uci->ms"]
@@ -467,7 +467,7 @@ def test_a_real_full_disk_then_a_read_only_one_then_space_freed(tmp_path, short_
                         f"{os.environ['PATH']}"}, timeout=600, check=True)
     codes = (tmp_path / "disk.codes").read_text().split()
     errors = [line for line in (tmp_path / "disk.err").read_text().strip().splitlines()
-              if not line.startswith("input ")]  # each run's data line
+              if not line.startswith(RUN_LINES)]  # each run's data, threads, progress
     assert codes == ["1", "2", "0"], errors
     assert "(No space left on device)" in errors[0] and "keeps its checkpoint of step 2" in \
         errors[0], errors[0]
