@@ -403,10 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "minimises it)")
         common(p)
 
-    shorter = ("A shorter run: add trainer.steps=N (e.g. trainer.steps=500), or "
-               "trainer.epochs=N where the preset counts epochs (--show-config shows its "
-               "length). On a CPU a run uses the cores it may use; trainer.threads=N sets its "
-               "torch threads.")
+    shorter = ("A shorter run: add trainer.steps=N (e.g. trainer.steps=500; it also replaces "
+               "a preset's length in epochs; --show-config shows the length). On a CPU a run "
+               "uses the cores it may use; trainer.threads=N sets its torch threads.")
     run = sub.add_parser("run", help="train one method on one task",
                          usage="pnl-da run BENCHMARK TASK [KEY=VALUE ...] [options]",
                          epilog=shorter)
