@@ -232,7 +232,8 @@ def method_schemas() -> dict[str, type]:
 
 # Numbers with a range: (lowest, highest or None, lowest excluded). Checked once at composition
 # (as Hydra checks the choices, Enum fields), so that a run that could only crash or train
-# nothing is refused before its folder is written. Keys a method lacks are skipped.
+# nothing is refused before its folder is written. Keys a configuration lacks are skipped; a
+# method's own options have their bounds on its class (``ranges``, pnl_da/methods/).
 RANGES = {
     "seed": (0, None, False),
     "dataset.split_seed": (0, None, False),
@@ -254,21 +255,6 @@ RANGES = {
     "data.strong.rand_ops": (0, None, False),
     **{f"data.{view}.{p}": (0, 1, False) for view in ("weak", "strong")
        for p in ("erase", "solarize", "flip")},  # probabilities
-    "method.k": (0, None, True),
-    "method.tau": (0, 1, True),
-    "method.confidence": (0, 1, False),
-    "method.positive_threshold": (0, 1, False),
-    "method.threshold": (0, 1, False),
-    "method.ramp": (0, 1, False),
-    "method.share_floor": (0, None, False),
-    "method.weight": (0, None, False),
-    "method.positive_weight": (0, None, False),
-    "method.diversity": (0, None, False),
-    "method.trade_off": (0, None, False),
-    "method.grl_alpha": (0, None, False),
-    "method.disc_hidden": (0, None, True),
-    "method.randomized_dim": (0, None, True),
-    "method.ema_decay": (0, 1, False),
 }
 # Keys also set by a command-line option, named in their error messages.
 OPTION_OF = {"dataset.split_seed": "--split-seed"}
@@ -307,39 +293,12 @@ def available(group: str, mode: str = "da") -> list[str]:
     return sorted(p.stem for p in (config_dir(mode) / group).glob("*.yaml"))
 
 
-ADVERSARIAL = ("trade_off", "disc_hidden", "grl_alpha", "entropy", "randomized",
-               "randomized_dim")
-CDAN_ONLY = ("entropy", "randomized", "randomized_dim")
-
-
 def inert_options(method: DictConfig) -> dict[str, str]:
     """Options of this method configuration that change nothing, each with the reason: the
-    alignment options under no alignment, CDAN's under DANN, and the PNL options of selections
-    that do not read them. Given on the command line, they are refused (a user would believe
-    that ``method=dann method.entropy=true`` trained DANN+E)."""
-    inert: dict[str, str] = {}
-    if "trade_off" in method:
-        aligner = method.name if method.name in ("dann", "cdan") else method.align
-        if aligner == "none":
-            inert.update(dict.fromkeys(ADVERSARIAL, f"{method.name} aligns nothing here "
-                                                    "(method.align=none)"))
-        elif aligner == "dann":
-            inert.update(dict.fromkeys(CDAN_ONLY, "it is an option of CDAN's conditioning, "
-                                                  f"and {method.name} aligns with DANN"))
-        elif not method.randomized:
-            inert["randomized_dim"] = ("it sizes CDAN's randomized map, which is off "
-                                       "(method.randomized=false)")
-    if "selection" in method:
-        if method.selection not in ("threshold", "targeted", "runner_up"):
-            inert["tau"] = (f"method.selection={method.selection} does not read it "
-                            "(threshold, targeted and runner_up do)")
-        if method.selection != "random":
-            inert["replacement"] = (f"method.selection={method.selection} does not read it "
-                                    "(random does)")
-    if "positive_weight" in method and not method.positive_threshold:
-        inert["positive_weight"] = ("it weighs the confident positive pseudo labels, which are "
-                                    "off (method.positive_threshold=0)")
-    return inert
+    method's class says which (``Method.inert_options``)."""
+    from pnl_da.methods import METHODS
+
+    return METHODS[method.name].inert_options(method)
 
 
 def inert_overrides(method: DictConfig, overrides: list[str]) -> dict[str, str]:
@@ -384,7 +343,7 @@ def compose(overrides: list[str], mode: str = "da", allow_inert: bool = False) -
     finally:
         GlobalHydra.instance().clear()
     _check_bounds(cfg)
-    _check_eval_ema(cfg.method)
+    _method_class(cfg.method).check(cfg.method)
     if not allow_inert:
         _check_inert(cfg, overrides)
     if mode == "ssl":
@@ -542,9 +501,16 @@ def _check_length(cfg: DictConfig) -> None:
                          "length; set one of them and the other to 0")
 
 
+def _method_class(method: DictConfig):
+    from pnl_da.methods import METHODS
+
+    return METHODS[method.name]
+
+
 def _check_bounds(cfg: DictConfig) -> None:
     _check_length(cfg)
-    for key, (low, high, low_excluded) in RANGES.items():
+    own = {f"method.{name}": bounds for name, bounds in _method_class(cfg.method).ranges.items()}
+    for key, (low, high, low_excluded) in {**RANGES, **own}.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is None or ((value > low if low_excluded else value >= low)
                              and (high is None or value <= high)):
@@ -553,16 +519,6 @@ def _check_bounds(cfg: DictConfig) -> None:
         wanted = f"{'>' if low_excluded else '>='} {low}" + (
             f" and <= {high}" if high is not None else "")
         raise UsageError(f"bad value {value} for '{key}'{option}; use a number {wanted}")
-
-
-def _check_eval_ema(method: DictConfig) -> None:
-    decay = float(method.eval_ema)
-    if not 0.0 <= decay < 1.0:
-        raise UsageError(f"bad value {decay} for 'method.eval_ema'; use a decay in [0, 1), "
-                         "e.g. 0.999, or 0 to score the trained weights")
-    if decay > 0 and method.name == "mean_teacher":
-        raise UsageError("mean_teacher already scores its EMA teacher (method.ema_decay); "
-                         "leave method.eval_ema at 0")
 
 
 def on_schema(saved: DictConfig, schema: type) -> DictConfig:

@@ -12,7 +12,7 @@ from pnl_da.cli import main
 from pnl_da.config import to_yaml as to_yaml_text
 from pnl_da.data.registry import get_ssl_dataset
 from pnl_da.engine.evaluate import batches_for, evaluate
-from pnl_da.engine.results import oracle_best, prediction_names
+from pnl_da.engine.results import oracle_best
 from pnl_da.engine.tasks import (
     SPLIT_FILE,
     SemiSupervised,
@@ -427,12 +427,17 @@ def test_the_mean_prediction_averages_the_two_prediction_heads_softmaxes_only():
 
 
 def test_prediction_names_say_what_each_head_is():
+    from pnl_da.methods import METHODS
+
     one_head = {"a": {}, "mean": {}}
     two_heads = {"a": {}, "b": {}, "mean": {}}
-    assert prediction_names("supervised", one_head) == {"a": "the model", "mean": "the model"}
-    assert prediction_names("pnl", two_heads)["mean"] == "mean of both softmaxes"
-    assert prediction_names("pnl", two_heads)["b"] == "submodel B"
-    assert prediction_names("mean_teacher", two_heads)["a"] == "teacher (EMA)"
+    assert METHODS["supervised"].prediction_names(one_head) == {"a": "the model",
+                                                                "mean": "the model"}
+    assert METHODS["pnl"].prediction_names(two_heads)["mean"] == "mean of both softmaxes"
+    assert METHODS["pnl"].prediction_names(two_heads)["b"] == "submodel B"
+    assert METHODS["mean_teacher"].prediction_names(two_heads)["a"] == "teacher (EMA)"
+    assert METHODS["pnl"].prediction_names(two_heads, 0.999)["a"] == (
+        "submodel A, EMA of the weights (decay 0.999)")
 
 
 def test_result_json_errors_are_the_final_networks_mistakes_on_the_holdout(tmp_path):

@@ -56,20 +56,6 @@ def oracle_best(metrics_path: Path, head: str) -> dict | None:
     return {"step": best["step"], "error": 100 - best["accuracy"]}
 
 
-def prediction_names(method: str, heads: dict, eval_ema: float = 0.0) -> dict[str, str]:
-    """What each evaluated prediction of a semi-supervised run is (result.json's
-    ``prediction_is``, evaluate's report); ``eval_ema``: the run scores an EMA of its weights."""
-    if method == "mean_teacher":
-        names = {"a": "teacher (EMA)", "b": "student", "mean": "mean of both softmaxes"}
-    elif len(heads) == 2:  # one head: "a" and "mean" are the same model
-        names = {"a": "the model", "mean": "the model"}
-    else:
-        names = {"a": "submodel A", "b": "submodel B", "mean": "mean of both softmaxes"}
-    if eval_ema:
-        names = {h: f"{n}, EMA of the weights (decay {eval_ema})" for h, n in names.items()}
-    return names
-
-
 def label_free_line(scores: dict) -> str:
     """``SND 3.21 (higher is better), IM ...``: the label-free scores with their direction."""
     from pnl_da.engine.validators import BETTER

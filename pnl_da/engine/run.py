@@ -308,9 +308,10 @@ def record_environment(out_dir: Path, device: str, step: int, resumed: bool,
 
 def preflight(cfg: DictConfig) -> None:
     """The checks a configuration can fail without data or a folder (backbone name, weights
-    file and input size, device, PNL's k): made before the output folder is looked at, so
-    that a bad option is named first, whatever the folder holds."""
-    from pnl_da.methods.pnl import check_k
+    file and input size, device, the method's checks that need the number of classes): made
+    before the output folder is looked at, so that a bad option is named first, whatever the
+    folder holds."""
+    from pnl_da.methods import METHODS
     from pnl_da.models.factory import check_backbone_name, check_timm_input_size
 
     check_backbone_name(cfg.backbone.name)
@@ -319,8 +320,7 @@ def preflight(cfg: DictConfig) -> None:
     check_input_size(cfg.backbone.name, cfg.data.image_size)
     check_timm_input_size(cfg.backbone.name, int(cfg.backbone.channels), int(cfg.data.image_size))
     resolve_device(cfg.trainer.device)
-    if "k" in cfg.method and "selection" in cfg.method:
-        check_k(cfg.method, task_of(cfg).num_classes)
+    METHODS[cfg.method.name].check_classes(cfg.method, task_of(cfg).num_classes)
 
 
 def check_processes(cfg: DictConfig) -> None:

@@ -34,7 +34,6 @@ from pnl_da.engine.results import (
     headline_metrics,
     label_free_line,
     oracle_best,
-    prediction_names,
     train_rate,
 )
 from pnl_da.errors import DataError, UsageError
@@ -447,8 +446,11 @@ class SemiSupervised(Task):
         return self.cfg.ssl.model == "dual" and int(self.cfg.method.heads) == 2
 
     def prediction_names(self, heads: dict) -> dict[str, str]:
-        # Mean Teacher: a is the teacher; one network: a and mean are the same model
-        return prediction_names(self.cfg.method.name, heads, self.cfg.method.eval_ema)
+        # the method's to say (Mean Teacher: a is the teacher; one network: a and mean are the
+        # same model)
+        from pnl_da.methods import METHODS
+
+        return METHODS[self.cfg.method.name].prediction_names(heads, self.cfg.method.eval_ema)
 
     def split_seed(self) -> int:
         """The seed of the labeled subset: ``dataset.split_seed``, unset meaning the run seed."""

@@ -187,8 +187,7 @@ class Trainer:
             for net in networks:
                 # in place: state_dict keys (checkpoints) stay the same
                 net.backbone.compile(mode="reduce-overhead" if self.cuda_graphs else "default")
-        self.method.generator = torch.Generator(device=self.device).manual_seed(
-            rank_seed(seed + 101, self.world.rank))
+        self.method.reseed(rank_seed(seed + 101, self.world.rank), self.device)
         # Gradients averaged over the processes: DDP wraps the method, whose forward is its
         # losses, so that every module a loss uses (heads, discriminator) is reduced.
         self.ddp = None
@@ -382,12 +381,12 @@ class Trainer:
         """What differs from process to process: the streams' augmentation draws, the
         method's generator, the global generators."""
         return {"source": self.source.state_dict(), "target": self.target.state_dict(),
-                "method_generator": self.method.generator.get_state(), "rng": rng_state()}
+                "method_generator": self.method.random_state(), "rng": rng_state()}
 
     def load_rank_state(self, state: dict) -> None:
         self.source.load_state_dict(state["source"])
         self.target.load_state_dict(state["target"])
-        self.method.generator.set_state(state["method_generator"])
+        self.method.set_random_state(state["method_generator"])
         set_rng_state(state["rng"])
 
     def wall_time(self) -> float:
@@ -416,8 +415,8 @@ class Trainer:
                 again = 7_919 * self.step
                 for stream in (self.source, self.target):
                     stream.reseed(rank_seed(again, self.world.rank))
-                self.method.generator.manual_seed(rank_seed(int(self.cfg.seed) + 101 + again,
-                                                            self.world.rank))
+                self.method.reseed(rank_seed(int(self.cfg.seed) + 101 + again, self.world.rank),
+                                   self.device)
         self.window = Window.from_state(state.get("window"), self.device)
         self.skipped_steps = int(state.get("skipped_steps", 0))
 
@@ -641,8 +640,7 @@ class Trainer:
             record["skipped_steps"] = window.skipped
         if "validation" in evaluation:  # label-free model-selection scores
             record["validation"] = evaluation["validation"]
-        if self.method.alignment is not None:
-            record["grl_coeff"] = round(self.method.alignment.grl.coeff, 5)
+        record.update(self.method.logged_values())  # its schedule (DANN's GRL coefficient)
         if self.run_dir is not None and self.world.main:
             append_line(self.run_dir / METRICS, json.dumps(record))
             self.board_scalars(record)
@@ -666,7 +664,8 @@ class Trainer:
                       "validation"):
             for name, value in record.get(group, {}).items():
                 self._board.add_scalar(f"{group}/{name}", value, step)
-        for name in ("lr", "grl_coeff", "steps_per_s", "data_wait_fraction", "skipped_steps"):
+        for name in ("lr", *self.method.logged_values(), "steps_per_s", "data_wait_fraction",
+                     "skipped_steps"):
             if record.get(name) is not None:
                 self._board.add_scalar(f"train/{name}", record[name], step)
         self._board.flush()

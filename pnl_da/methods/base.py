@@ -15,13 +15,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pnl_da.errors import UsageError
 from pnl_da.losses.adversarial import (
     ConditionalDomainAdversarialLoss,
     DomainAdversarialLoss,
     MultiLinearMap,
     RandomizedMultiLinearMap,
 )
-from pnl_da.methods.options import MethodConfig
+from pnl_da.methods.options import (
+    ADVERSARIAL,
+    CDAN_ONLY,
+    COMMON_RANGES,
+    AdversarialOptions,
+    MethodConfig,
+)
 from pnl_da.models.averaging import ema_update, warmed_decay
 from pnl_da.models.grl import WarmStartGRL
 from pnl_da.models.heads import Classifier, DomainDiscriminator
@@ -75,7 +82,12 @@ class Alignment(nn.Module):
 
 class Method(nn.Module):
     """Base of every method. Subclasses set ``name`` and ``options`` (the dataclass of their
-    configuration, checked by Hydra: a misspelt option is an error) and override ``losses``."""
+    configuration, checked by Hydra: a misspelt option is an error) and override ``losses``.
+
+    What the rest of pnl-da needs to know about a method, it asks the class: the bounds of its
+    options (``ranges``), the checks the schema cannot express (``check``, ``check_classes``),
+    the options that would change nothing in a configuration (``inert_options``), its place in
+    tables (``order``) and what its predictions are (``prediction_names``)."""
 
     name = "method"
     options: type = MethodConfig
@@ -84,14 +96,20 @@ class Method(nn.Module):
     # entry is a loss term and goes into the total
     metrics: tuple[str, ...] = ()
     ssl_summary = ""  # its semi-supervised form, where the line differs
+    order = 100  # place among the methods in tables and lists (lower first)
+    # bounds of numeric options: name -> (lowest, highest or None, lowest excluded)
+    ranges: dict[str, tuple] = COMMON_RANGES
 
     def __init__(self, cfg, model: Classifier, num_classes: int):
         super().__init__()
         self.cfg, self.model, self.num_classes = cfg, model, num_classes
-        kind = self.alignment_kind()
+        kind = self.alignment_of(cfg)
         self.alignment = (Alignment(kind, cfg, model.features_dim, num_classes)
                           if kind != "none" else None)
         self.progress = 0.0
+        # the method's own random draws (PNL's negatives); the trainer seeds it per process
+        # (reseed) and checkpoints it (random_state)
+        self.generator = torch.Generator()
         # method.eval_ema > 0: runs are scored with an EMA of the weights (USB's evaluation);
         # checkpointed with the method, never optimised
         self.weight_average = None
@@ -99,8 +117,80 @@ class Method(nn.Module):
             self.weight_average = copy.deepcopy(model).requires_grad_(False)
             self.register_buffer("average_updates", torch.zeros((), dtype=torch.long))
 
-    def alignment_kind(self) -> str:
+    # -- what the class declares about a configuration (no data, no model needed) ---------
+
+    @classmethod
+    def alignment_of(cls, cfg) -> str:
+        """The adversarial alignment this configuration trains with: none, dann or cdan."""
         return "none"
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        """The checks of the options that the schema and ``ranges`` cannot express, made at
+        composition."""
+        decay = float(cfg.eval_ema)
+        if not 0.0 <= decay < 1.0:
+            raise UsageError(f"bad value {decay} for 'method.eval_ema'; use a decay in [0, 1), "
+                             "e.g. 0.999, or 0 to score the trained weights")
+
+    @classmethod
+    def check_classes(cls, cfg, num_classes: int) -> None:
+        """The checks that need the number of classes of the data (before anything is
+        written)."""
+
+    @classmethod
+    def inert_options(cls, cfg) -> dict[str, str]:
+        """Options of this configuration that change nothing, each with the reason (given on
+        the command line they are refused: ``method=dann method.entropy=true`` would look
+        like DANN+E). Here: the alignment options under no alignment, CDAN's under DANN."""
+        if not issubclass(cls.options, AdversarialOptions):
+            return {}
+        aligner = cls.alignment_of(cfg)
+        if aligner == "none":
+            return dict.fromkeys(ADVERSARIAL, f"{cfg.name} aligns nothing here "
+                                              "(method.align=none)")
+        if aligner == "dann":
+            return dict.fromkeys(CDAN_ONLY, "it is an option of CDAN's conditioning, and "
+                                            f"{cfg.name} aligns with DANN")
+        if not cfg.randomized:
+            return {"randomized_dim": "it sizes CDAN's randomized map, which is off "
+                                      "(method.randomized=false)"}
+        return {}
+
+    @classmethod
+    def prediction_names(cls, heads: dict, eval_ema: float = 0.0) -> dict[str, str]:
+        """What each evaluated prediction of a semi-supervised run is (result.json's
+        ``prediction_is``, evaluate's report); ``eval_ema``: the run scores an EMA of its
+        weights."""
+        if len(heads) == 2:  # one head: "a" and "mean" are the same model
+            names = {"a": "the model", "mean": "the model"}
+        else:
+            names = {"a": "submodel A", "b": "submodel B", "mean": "mean of both softmaxes"}
+        if eval_ema:
+            names = {h: f"{n}, EMA of the weights (decay {eval_ema})" for h, n in names.items()}
+        return names
+
+    # -- what the trainer asks of a method ---------------------------------------------------
+
+    def reseed(self, seed: int, device) -> None:
+        """The method's generator, on the training device, from this process's seed."""
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def random_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_random_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+    def logged_values(self) -> dict[str, float]:
+        """Numbers of the method's schedule logged with each evaluation (metrics.jsonl, and
+        TensorBoard's train/): the gradient-reversal coefficient where it aligns."""
+        if self.alignment is None:
+            return {}
+        return {"grl_coeff": round(self.alignment.grl.coeff, 5)}
+
+    def alignment_kind(self) -> str:
+        return self.alignment_of(self.cfg)
 
     def logged_only(self) -> frozenset[str]:
         """The names in losses() that are metrics, not loss terms: ``metrics``, and the

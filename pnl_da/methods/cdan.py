@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pnl_da.methods.base import Method
-from pnl_da.methods.options import AdversarialOptions, MethodConfig
+from pnl_da.methods.options import ADVERSARIAL_RANGES, AdversarialOptions, MethodConfig
 
 
 @dataclass
@@ -20,5 +20,9 @@ class CDAN(Method):
     summary = ("CDAN / CDAN+E: discriminator conditioned on class predictions "
                "(multilinear or randomized map)")
 
-    def alignment_kind(self) -> str:
+    order = 20
+    ranges = ADVERSARIAL_RANGES
+
+    @classmethod
+    def alignment_of(cls, cfg) -> str:
         return "cdan"

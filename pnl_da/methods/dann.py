@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pnl_da.methods.base import Method
-from pnl_da.methods.options import AdversarialOptions, MethodConfig
+from pnl_da.methods.options import ADVERSARIAL_RANGES, AdversarialOptions, MethodConfig
 
 
 @dataclass
@@ -19,5 +19,9 @@ class DANN(Method):
     options = DANNConfig
     summary = "DANN: domain discriminator behind a warm-started gradient-reversal layer"
 
-    def alignment_kind(self) -> str:
+    order = 10
+    ranges = ADVERSARIAL_RANGES
+
+    @classmethod
+    def alignment_of(cls, cfg) -> str:
         return "dann"

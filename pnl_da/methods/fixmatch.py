@@ -41,6 +41,8 @@ class FixMatch(Method):
     options = FixMatchConfig
     summary = "FixMatch: confident weak-view pseudo labels train the strong view"
     metrics = ("mask_rate",)  # the share of unlabeled images above the threshold
+    order = 70
+    ranges = {"threshold": (0, 1, False), "weight": (0, None, False)}
 
     def __init__(self, cfg, model, num_classes: int):
         super().__init__(cfg, model, num_classes)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from pnl_da.choice import Predict, View
+from pnl_da.errors import UsageError
 from pnl_da.losses.consistency import softmax_mse_per_image
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.options import MethodConfig
@@ -38,6 +39,19 @@ class MeanTeacher(Method):
     name = "mean_teacher"
     options = MeanTeacherConfig
     summary = "Mean Teacher: consistency with an EMA of the model on another view"
+    order = 60
+    ranges = {"ema_decay": (0, 1, False), "weight": (0, None, False), "ramp": (0, 1, False)}
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        super().check(cfg)
+        if cfg.eval_ema > 0:
+            raise UsageError("mean_teacher already scores its EMA teacher (method.ema_decay); "
+                             "leave method.eval_ema at 0")
+
+    @classmethod
+    def prediction_names(cls, heads: dict, eval_ema: float = 0.0) -> dict[str, str]:
+        return {"a": "teacher (EMA)", "b": "student", "mean": "mean of both softmaxes"}
 
     def __init__(self, cfg, model, num_classes: int):
         super().__init__(cfg, model, num_classes)

@@ -23,6 +23,16 @@ class MethodConfig:
     eval_ema: float = 0.0
 
 
+# Bounds of numeric options: name -> (lowest, highest or None, lowest excluded), checked at
+# composition (pnl_da/config.py) for the method that has them.
+COMMON_RANGES: dict[str, tuple] = {}
+ADVERSARIAL_RANGES = {"trade_off": (0, None, False), "grl_alpha": (0, None, False),
+                      "disc_hidden": (0, None, True), "randomized_dim": (0, None, True)}
+ADVERSARIAL = ("trade_off", "disc_hidden", "grl_alpha", "entropy", "randomized",
+               "randomized_dim")
+CDAN_ONLY = ("entropy", "randomized", "randomized_dim")  # options of CDAN's conditioning
+
+
 @dataclass
 class AdversarialOptions:
     """Options of the adversarial alignment (DANN / CDAN), shared by every method that aligns."""

@@ -22,7 +22,7 @@ from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.losses.negative import STRATEGIES, negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
-from pnl_da.methods.options import AdversarialOptions, MethodConfig
+from pnl_da.methods.options import ADVERSARIAL_RANGES, AdversarialOptions, MethodConfig
 
 # Momentum of the running class shares behind ``share_floor``: about the last 100 steps, so a
 # class being absorbed is noticed while it happens (distribution alignment's 0.999 averages
@@ -122,21 +122,47 @@ class PNL(Method):
     ssl_summary = ("PNL: two submodels (two networks, or two heads with ssl.model=shared) teach "
                    "each other pseudo-negative labels on unlabeled images")
 
+    order = 30
+    ranges = {**ADVERSARIAL_RANGES, "k": (0, None, True), "tau": (0, 1, True),
+              "confidence": (0, 1, False), "positive_threshold": (0, 1, False),
+              "ramp": (0, 1, False), "share_floor": (0, None, False), "weight": (0, None, False),
+              "positive_weight": (0, None, False), "diversity": (0, None, False)}
+
+    @classmethod
+    def alignment_of(cls, cfg) -> str:
+        return cfg.align
+
+    @classmethod
+    def check_classes(cls, cfg, num_classes: int) -> None:
+        check_k(cfg, num_classes)
+
+    @classmethod
+    def inert_options(cls, cfg) -> dict[str, str]:
+        """Besides the alignment's: the options of selections that do not read them, and the
+        positive labels' weight while they are off."""
+        inert = super().inert_options(cfg)
+        if cfg.selection not in ("threshold", "targeted", "runner_up"):
+            inert["tau"] = (f"method.selection={cfg.selection} does not read it (threshold, "
+                            "targeted and runner_up do)")
+        if cfg.selection != "random":
+            inert["replacement"] = (f"method.selection={cfg.selection} does not read it "
+                                    "(random does)")
+        if not cfg.positive_threshold:
+            inert["positive_weight"] = ("it weighs the confident positive pseudo labels, which "
+                                        "are off (method.positive_threshold=0)")
+        return inert
+
     def __init__(self, cfg, model, num_classes: int):
         super().__init__(cfg, model, num_classes)
         if getattr(model, "prediction_heads", len(model.heads)) != 2:
             raise UsageError("PNL needs two classifier heads; leave method.heads at 2")
         check_k(cfg, num_classes)
-        self.generator: torch.Generator | None = None  # set by the trainer, checkpointed
         # one running class distribution per generator head (each submodel has its own bias)
         self.dist_align = (nn.ModuleList(DistributionAlignment(num_classes) for _ in range(2))
                            if cfg.dist_align else None)
         self.class_share = (nn.ModuleList(DistributionAlignment(num_classes, SHARE_MOMENTUM)
                                           for _ in range(2))
                             if cfg.share_floor > 0 else None)
-
-    def alignment_kind(self) -> str:
-        return self.cfg.align
 
     def views(self) -> dict[str, tuple[str, ...]]:
         target = (self.cfg.target_view,)

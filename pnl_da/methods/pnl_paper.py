@@ -68,6 +68,7 @@ class PNLPaperConfig(PNLConfig):
 class PNLPaper(PNL):
     name = "pnl_paper"
     options = PNLPaperConfig
+    order = 80
     summary = "PNL inside Dual Student: the authors' CIFAR-10 recipe (method.md section 4)"
     ssl_summary = summary
     metrics = ("stable_rate",)  # the share of unlabeled images stable for a submodel

@@ -17,6 +17,7 @@ class SourceOnly(Method):
     name = "source_only"
     options = SourceOnlyConfig
     summary = "source only (ERM): supervised loss on the labeled source"
+    order = 0
 
     def views(self) -> dict[str, tuple[str, ...]]:
         return {"source": (self.cfg.source_view,), "target": ()}

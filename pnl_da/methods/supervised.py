@@ -21,5 +21,6 @@ class Supervised(SourceOnly):
     weak view), no unlabeled data."""
 
     name = "supervised"
+    order = 50
     options = SupervisedConfig
     summary = "supervised: cross-entropy on the labeled images only (SSL lower bound)"

@@ -90,12 +90,11 @@ def task_label(benchmark: str, task: str) -> str:
 
 
 # rows in the order papers print them: baselines first, the method last; others after
-METHOD_ORDER = ("source_only", "dann", "cdan", "pnl", "supervised", "mean_teacher", "fixmatch",
-                "pnl_paper")
-
-
 def method_order(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+    """Rows in the methods' own order (``Method.order``); a method no longer known, last."""
+    from pnl_da.methods import METHODS
+
+    return (METHODS[method].order if method in METHODS else 1_000, method)
 
 
 def metric_of(run: Run) -> tuple[str, float]:
