@@ -18,6 +18,7 @@ from torch import nn
 
 from pnl_da.choice import Align, Choice, View
 from pnl_da.errors import UsageError
+from pnl_da.losses.confusion import MinimumClassConfusionLoss
 from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.losses.negative import STRATEGIES, negative_learning_loss, select_negatives
 from pnl_da.methods.base import Batch, Method
@@ -112,6 +113,11 @@ class PNLConfig(MethodConfig, AdversarialOptions):
     # distribution alignment's target), so on a data set with rare classes (SVHN) these are
     # spared more often.
     share_floor: float = 0.0
+    # MCC stacked under PNL (as align stacks DANN or CDAN): the minimum class confusion of each
+    # head's target predictions (pnl_da/losses/confusion.py), averaged over the two heads, with
+    # this weight (MCC's trade-off; 0: off) and temperature
+    mcc_weight: float = 0.0
+    mcc_temperature: float = 2.5
 
 
 class PNL(Method):
@@ -126,7 +132,8 @@ class PNL(Method):
     ranges = {**ADVERSARIAL_RANGES, "k": (0, None, True), "tau": (0, 1, True),
               "confidence": (0, 1, False), "positive_threshold": (0, 1, False),
               "ramp": (0, 1, False), "share_floor": (0, None, False), "weight": (0, None, False),
-              "positive_weight": (0, None, False), "diversity": (0, None, False)}
+              "positive_weight": (0, None, False), "diversity": (0, None, False),
+              "mcc_weight": (0, None, False), "mcc_temperature": (0, None, True)}
 
     @classmethod
     def alignment_of(cls, cfg) -> str:
@@ -150,6 +157,9 @@ class PNL(Method):
         if not cfg.positive_threshold:
             inert["positive_weight"] = ("it weighs the confident positive pseudo labels, which "
                                         "are off (method.positive_threshold=0)")
+        if not cfg.get("mcc_weight", 0):
+            inert["mcc_temperature"] = ("it scales the stacked MCC loss, which is off "
+                                        "(method.mcc_weight=0)")
         return inert
 
     def __init__(self, cfg, model, num_classes: int):
@@ -163,6 +173,8 @@ class PNL(Method):
         self.class_share = (nn.ModuleList(DistributionAlignment(num_classes, SHARE_MOMENTUM)
                                           for _ in range(2))
                             if cfg.share_floor > 0 else None)
+        self.confusion = (MinimumClassConfusionLoss(cfg.mcc_temperature)
+                          if cfg.get("mcc_weight", 0) > 0 else None)
 
     def views(self) -> dict[str, tuple[str, ...]]:
         target = (self.cfg.target_view,)
@@ -184,6 +196,9 @@ class PNL(Method):
 
         losses = {"cls": self.supervised_loss(source, batch.labels)}
         self.align(source, target_gen, losses)
+        if self.confusion is not None:
+            confusion = sum(self.confusion(z) for z in target_gen.logits[:2]) / 2
+            losses["mcc"] = cfg.mcc_weight * confusion
 
         nl = source.features.new_zeros((), dtype=torch.float32)
         positive = nl
