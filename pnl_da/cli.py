@@ -354,11 +354,14 @@ def cmd_list(args) -> int:
                 alias = f" ({', '.join(d.aliases)})" if d.aliases else ""
                 print(f"    {d.name}{alias}: {d.description}")
     if what in ("methods", "all"):
+        def in_order(names):  # the methods' own order, as in the report's tables
+            return sorted(names, key=lambda name: (METHODS[name].order, name))
+
         print("methods (pnl-da run / compare):")
-        for name in available("method"):
+        for name in in_order(available("method")):
             print(f"  {name}: {METHODS[name].summary}")
         print("methods (pnl-da ssl):")
-        for name in available("method", "ssl"):
+        for name in in_order(available("method", "ssl")):
             print(f"  {name}: {METHODS[name].ssl_summary or METHODS[name].summary}")
     if what in ("backbones", "all"):
         print("backbones (pnl-da run / compare):")
@@ -375,7 +378,7 @@ def cmd_list(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pnl-da", description=(
         "Domain adaptation and semi-supervised classification with pseudo-negative labels "
-        "(PNL), beside DANN, CDAN, FixMatch and Mean Teacher."))
+        "(PNL), beside DANN, CDAN, MCC, MDD, FixMatch and Mean Teacher."))
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"pnl-da {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
