@@ -99,3 +99,22 @@ def test_the_check_resolves_relative_imports(tmp_path):
     (package / "y.py").write_text("def f():\n    from .sub import x\n")
     assert cycles(import_graph(package)) == [["pnl_da.sub.x", "pnl_da.y"]]
 
+
+
+def test_only_the_methods_name_a_method():
+    """A method's knowledge lives in its class (pnl_da/methods/): no other module spells a
+    method's name, so that a new method is one file and one config. Allowed: the alignment
+    kinds PNL stacks (choice.Align) and compare's default list of methods (cli)."""
+    from pnl_da.methods import METHODS
+
+    allowed = {("choice.py", "dann"), ("choice.py", "cdan"),
+               *(("cli.py", name) for name in ("source_only", "dann", "cdan", "pnl"))}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "methods" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Constant) and node.value in METHODS
+                    and (str(path.relative_to(PACKAGE)), node.value) not in allowed):
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.value!r}")
+    assert not found, found
