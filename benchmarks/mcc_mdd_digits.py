@@ -32,22 +32,13 @@ REFERENCE = {("mcc", "uci->mnist-sample"): [74.95, 83.01, 85.61],
 
 def swap_in_tllib(root: str) -> None:
     """pnl-da's MCC and MDD methods compute tllib's own loss modules from here on."""
-    import importlib
-    import types
-
-    src = root.rstrip("/") + "/tllib"
-    for name, path in (("tllib", src), ("tllib.modules", src + "/modules"),
-                       ("tllib.self_training", src + "/self_training"),
-                       ("tllib.alignment", src + "/alignment")):
-        module = types.ModuleType(name)
-        module.__path__ = [path]
-        sys.modules[name] = module
+    from benchmarks.tllib_losses_fixture import tllib_modules
     from pnl_da.methods import mcc, mdd
 
-    mcc.MinimumClassConfusionLoss = importlib.import_module(
-        "tllib.self_training.mcc").MinimumClassConfusionLoss
-    mdd.ClassificationMarginDisparityDiscrepancy = importlib.import_module(
-        "tllib.alignment.mdd").ClassificationMarginDisparityDiscrepancy
+    theirs_mcc, theirs_mdd = tllib_modules(root)
+    mcc.MinimumClassConfusionLoss = theirs_mcc.MinimumClassConfusionLoss
+    mdd.ClassificationMarginDisparityDiscrepancy = (
+        theirs_mdd.ClassificationMarginDisparityDiscrepancy)
 
 
 def run(method: str, task: str, seed: int, root: Path) -> float:
