@@ -296,9 +296,7 @@ def available(group: str, mode: str = "da") -> list[str]:
 def inert_options(method: DictConfig) -> dict[str, str]:
     """Options of this method configuration that change nothing, each with the reason: the
     method's class says which (``Method.inert_options``)."""
-    from pnl_da.methods import METHODS
-
-    return METHODS[method.name].inert_options(method)
+    return _method_class(method).inert_options(method)
 
 
 def inert_overrides(method: DictConfig, overrides: list[str]) -> dict[str, str]:

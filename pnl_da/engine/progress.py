@@ -40,7 +40,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         terminal = show and self.stream.isatty()
         self.lines = show and not terminal
-        self.total, self.name = total, name
+        self.total = total
         self.first_step, self.started = step, time.monotonic()
         self.last_line = self.started
         self.bar = None

@@ -189,9 +189,6 @@ class Method(nn.Module):
             return {}
         return {"grl_coeff": round(self.alignment.grl.coeff, 5)}
 
-    def alignment_kind(self) -> str:
-        return self.alignment_of(self.cfg)
-
     def logged_only(self) -> frozenset[str]:
         """The names in losses() that are metrics, not loss terms: ``metrics``, and the
         discriminator's accuracy where the method aligns."""

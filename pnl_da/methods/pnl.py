@@ -157,7 +157,7 @@ class PNL(Method):
         if not cfg.positive_threshold:
             inert["positive_weight"] = ("it weighs the confident positive pseudo labels, which "
                                         "are off (method.positive_threshold=0)")
-        if not cfg.get("mcc_weight", 0):
+        if not cfg.mcc_weight:
             inert["mcc_temperature"] = ("it scales the stacked MCC loss, which is off "
                                         "(method.mcc_weight=0)")
         return inert
@@ -166,7 +166,7 @@ class PNL(Method):
         super().__init__(cfg, model, num_classes)
         if getattr(model, "prediction_heads", len(model.heads)) != 2:
             raise UsageError("PNL needs two classifier heads; leave method.heads at 2")
-        check_k(cfg, num_classes)
+        self.check_classes(cfg, num_classes)
         # one running class distribution per generator head (each submodel has its own bias)
         self.dist_align = (nn.ModuleList(DistributionAlignment(num_classes) for _ in range(2))
                            if cfg.dist_align else None)
@@ -174,7 +174,7 @@ class PNL(Method):
                                           for _ in range(2))
                             if cfg.share_floor > 0 else None)
         self.confusion = (MinimumClassConfusionLoss(cfg.mcc_temperature)
-                          if cfg.get("mcc_weight", 0) > 0 else None)
+                          if cfg.mcc_weight > 0 else None)
 
     def views(self) -> dict[str, tuple[str, ...]]:
         target = (self.cfg.target_view,)
