@@ -18,14 +18,17 @@ import types
 import torch
 
 
-def tllib_modules(root: str):
+def mount_tllib(root: str) -> None:
+    """Make tllib's subpackages importable without running their __init__ files."""
     src = root.rstrip("/") + "/tllib"
-    for name, path in (("tllib", src), ("tllib.modules", src + "/modules"),
-                       ("tllib.self_training", src + "/self_training"),
-                       ("tllib.alignment", src + "/alignment")):
-        module = types.ModuleType(name)
-        module.__path__ = [path]
-        sys.modules[name] = module
+    for name in ("", ".modules", ".self_training", ".alignment", ".utils"):
+        module = types.ModuleType("tllib" + name)
+        module.__path__ = [src + name.replace(".", "/")]
+        sys.modules.setdefault("tllib" + name, module)
+
+
+def tllib_modules(root: str):
+    mount_tllib(root)
     return (importlib.import_module("tllib.self_training.mcc"),
             importlib.import_module("tllib.alignment.mdd"))
 
