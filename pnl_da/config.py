@@ -395,8 +395,9 @@ def _check_group_choices(overrides: list[str], mode: str = "da") -> None:
             # The schema fixes the keys: adding or deleting one would silently change nothing.
             raise UsageError(f"override '{item}' adds or removes a key; the configuration's keys "
                              f"are fixed, so write {key.lstrip('+~')}=VALUE")
-        if key == "trainer_method":  # follows trainer and method; choosing it would skip it
-            raise UsageError(f"'{item}' is not an option: trainer_method follows trainer= and "
+        if key in ("trainer_method", "benchmark_method"):  # follow the choices they join
+            first = key.split("_")[0]
+            raise UsageError(f"'{item}' is not an option: {key} follows {first}= and "
                              "method=; choose those instead")
         groups = ("method", "backbone", "trainer", *(("dataset",) if mode == "ssl" else
                                                       ("benchmark", "augment")))

@@ -144,3 +144,28 @@ def test_pnl_stacks_mcc_and_its_options_are_checked(tmp_path, capsys):
         code, _, err = run_cli(capsys, "run", "digits", "uci->ms", *argv, *SHORT,
                                "--out", str(tmp_path / "bad"))
         assert_one_line_error(code, err, 2, fragment)
+
+
+def test_office_benchmarks_take_tllibs_mcc_and_mdd_recipes_and_the_command_line_wins():
+    """configs/benchmark_method/: tllib's mcc.sh / mdd.sh settings for that benchmark and
+    method only; other methods keep the benchmark's, and an override still wins."""
+    from pnl_da.engine.tasks import compose
+    from pnl_da.errors import UsageError
+
+    def recipe(*overrides):
+        cfg = compose(list(overrides))
+        return (cfg.trainer.steps, cfg.trainer.batch_size, cfg.trainer.lr, cfg.trainer.lr_gamma,
+                cfg.trainer.weight_decay, cfg.backbone.bottleneck_dim)
+
+    assert recipe("benchmark=office31", "method=mcc") == (10000, 36, 0.005, 0.001, 1e-3, 1024)
+    assert recipe("benchmark=office31", "method=mdd") == (20000, 32, 0.004, 2e-4, 5e-4, 1024)
+    assert recipe("benchmark=officehome", "method=mdd")[-1] == 2048
+    assert compose(["benchmark=visda2017", "method=mcc"]).method.temperature == 3.0
+    assert recipe("benchmark=office31", "method=dann") == (20000, 32, 0.01, 0.001, 1e-3, 256)
+    assert compose(["benchmark=officehome", "method=mdd"]).method.width == 2048
+    assert recipe("method=mcc") == recipe("method=dann")  # digits: MCC has no recipe of its own
+    assert recipe("method=mdd")[-1] == 1024  # tllib's MDD bottleneck, on digits too
+    assert recipe("benchmark=office31", "method=mdd", "trainer.lr=0.02",
+                  "backbone.bottleneck_dim=512")[2::3] == (0.02, 512)
+    with pytest.raises(UsageError, match="benchmark_method follows benchmark= and method="):
+        compose(["benchmark_method=office31_mcc"])
