@@ -2,15 +2,16 @@
 data, model and trainer.
 
 tllib's published digits numbers use other tasks, so the comparison is made here: each method
-with its default configuration (LeNet with the 256-d bottleneck, 3000 steps of 64 + 64 images,
-lr 0.01 with tllib's decay) on uci->mnist-sample and mnist-sample->uci, seeds 0, 1, 2. With
-``--tllib DIR`` (a checkout of tllib's source outside this repository; it is not a dependency)
-the same runs are made again with tllib's own loss module in place of pnl-da's, one component
-swapped and nothing else. The reference in docs/method.md section 7 (tllib's whole modules on
-these digits) is printed beside them.
+with its default configuration (LeNet with the 256-d bottleneck, tllib's 1024 for MDD, 3000
+steps of 64 + 64 images, lr 0.01 with tllib's decay) on uci->mnist-sample and
+mnist-sample->uci, seeds 0, 1, 2. With ``--tllib DIR`` (a checkout of tllib's source outside
+this repository; it is not a dependency) the same runs are made again with tllib's own loss
+module in place of pnl-da's, one component swapped and nothing else. The reference in
+docs/method.md section 7 (tllib's whole modules on these digits) is printed beside them.
 
     python benchmarks/mcc_mdd_digits.py [--methods mcc,mdd] [--tasks uci->mnist-sample]
-        [--seeds 0,1,2] [--tllib /tmp/tllib_src] [--out benchmarks/results/mcc_mdd_digits.md]
+        [--seeds 0,1,2] [--tllib /tmp/tllib_src] [--jobs 2]
+        [--out benchmarks/results/mcc_mdd_digits.md]
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import argparse
 import json
 import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,15 +44,20 @@ def swap_in_tllib(root: str) -> None:
         theirs_mdd.ClassificationMarginDisparityDiscrepancy)
 
 
-def run(method: str, task: str, seed: int, root: Path) -> float:
+def run(method: str, task: str, seed: int, root: Path, tllib: str | None = None,
+        threads: int = 0) -> float:
+    """One run (reused when finished); with ``tllib``, tllib's loss is swapped in first."""
     from pnl_da.data.registry import get_benchmark
     from pnl_da.engine.run import execute
     from pnl_da.engine.tasks import compose
 
+    if tllib:
+        swap_in_tllib(tllib)
     source, target = get_benchmark("digits").parse_task(task)
     cfg = compose([f"method={method}", f"benchmark.source={source.name}",
                    f"benchmark.target={target.name}", f"seed={seed}",
-                   "trainer.progress=false", "trainer.tensorboard=false"])
+                   "trainer.progress=false", "trainer.tensorboard=false",
+                   *([f"trainer.threads={threads}"] if threads else [])])
     out = root / f"{source.name}2{target.name}" / method / f"seed{seed}"
     result = execute(cfg, out, resume=True, log=lambda message: None)
     return result["metrics"]["accuracy"]
@@ -68,24 +76,34 @@ def main() -> int:
     parser.add_argument("--tasks", default="uci->mnist-sample,mnist-sample->uci")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--tllib", default=None, help="tllib's source (its tllib/ inside)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each)")
     parser.add_argument("--runs", type=Path, default=Path("benchmarks/runs/mcc_mdd_digits"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     methods, tasks = args.methods.split(","), args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    ours = {(m, t): [run(m, t, s, args.runs / "pnl-da") for s in seeds]
-            for m in methods for t in tasks}
-    theirs = {}
+    plans = {("ours", m, t, s): (m, t, s, args.runs / "pnl-da", None)
+             for m in methods for t in tasks for s in seeds}
     if args.tllib:
-        swap_in_tllib(args.tllib)
-        theirs = {(m, t): [run(m, t, s, args.runs / "tllib-loss") for s in seeds]
-                  for m in methods for t in tasks}
+        plans.update({("tllib", m, t, s): (m, t, s, args.runs / "tllib-loss", args.tllib)
+                      for m in methods for t in tasks for s in seeds})
+    threads = 1 if args.jobs > 1 else 0
+    # a fresh process per run: a tllib swap stays inside the run that asked for it
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        futures = {key: pool.submit(run, *plan, threads) for key, plan in plans.items()}
+        acc = {key: future.result() for key, future in futures.items()}
+    ours = {(m, t): [acc["ours", m, t, s] for s in seeds] for m in methods for t in tasks}
+    theirs = ({(m, t): [acc["tllib", m, t, s] for s in seeds] for m in methods for t in tasks}
+              if args.tllib else {})
     lines = ["# MCC and MDD on the digits choice tasks", "",
              f"`python benchmarks/mcc_mdd_digits.py --methods {args.methods} --tasks "
-             f"'{args.tasks}' --seeds {args.seeds}{' --tllib DIR' if args.tllib else ''}`. "
-             f"Machine: {machine()}.", "",
-             "Default configurations (3000 steps of 64 + 64 images, LeNet, 256-d bottleneck); "
+             f"'{args.tasks}' --seeds {args.seeds} --jobs {args.jobs}"
+             f"{' --tllib DIR' if args.tllib else ''}`. Machine: {machine()}"
+             + ("; one torch thread a run." if args.jobs > 1 else "."), "",
+             "Default configurations (3000 steps of 64 + 64 images, LeNet with a 256-d bottleneck, "
+             "tllib's 1024 for MDD); "
              "target accuracy %, seeds " + ", ".join(map(str, seeds)) + ".", "",
              "| method | task | pnl-da | tllib's loss in pnl-da | tllib's modules "
              "(docs/method.md section 7) |", "|---|---|---|---|---|"]
