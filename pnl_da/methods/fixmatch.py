@@ -15,10 +15,12 @@ from pnl_da.methods.options import MethodConfig
 
 
 def confident_pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.Tensor,
-                                threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+                                threshold: float | torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the strong view against the weak view's argmax, counted only where
-    the weak view's top probability reaches ``threshold``; averaged over the whole unlabeled
-    batch (as FixMatch does). Returns the loss and the fraction of images used."""
+    the weak view's top probability reaches ``threshold`` (one number, or one per image);
+    averaged over the whole unlabeled batch (as FixMatch does). Returns the loss and the
+    fraction of images used."""
     confidence, pseudo = weak_probs.detach().float().max(dim=1)
     mask = (confidence >= threshold).float()
     per_image = F.cross_entropy(strong_logits.float(), pseudo, reduction="none")

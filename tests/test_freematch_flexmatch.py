@@ -1,0 +1,125 @@
+"""FreeMatch and FlexMatch: their thresholds move as their papers (and USB) specify on scripted
+sequences of predictions, their extra terms have known values, and both train as SSL methods."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from pnl_da.losses.thresholds import SelfAdaptiveThreshold, fairness_loss
+
+
+def batch_of(rows: list[list[float]], repeat: int = 1) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32).repeat(repeat, 1)
+
+
+# -- FreeMatch: self-adaptive thresholds -----------------------------------------------------
+
+def test_the_global_threshold_starts_at_one_over_c_and_follows_the_mean_confidence():
+    m, classes = 0.9, 4
+    threshold = SelfAdaptiveThreshold(classes, decay=m)
+    assert float(threshold.tau) == pytest.approx(1 / classes)
+    probs = batch_of([[0.7, 0.1, 0.1, 0.1], [0.1, 0.5, 0.2, 0.2]])  # mean confidence 0.6
+    for n in range(1, 21):
+        threshold(probs)
+        # tau_n = 0.6 + (1/C - 0.6) m^n: the moving average's closed form
+        assert float(threshold.tau) == pytest.approx(0.6 + (0.25 - 0.6) * m ** n, abs=1e-6)
+    threshold.eval()  # evaluation reads the thresholds and moves nothing
+    before = float(threshold.tau)
+    threshold(batch_of([[1.0, 0.0, 0.0, 0.0]]))
+    assert float(threshold.tau) == before
+
+
+def test_class_thresholds_scale_the_global_one_by_the_classs_share_of_predictions():
+    m = 0.5
+    threshold = SelfAdaptiveThreshold(3, decay=m)
+    probs = batch_of([[0.8, 0.1, 0.1]], repeat=3)  # every image: class 0, confidence 0.8
+    per_image = threshold(probs)
+    p_model = 0.5 * torch.full((3,), 1 / 3) + 0.5 * torch.tensor([0.8, 0.1, 0.1])
+    tau = 0.5 / 3 + 0.5 * 0.8
+    assert torch.allclose(threshold.p_model, p_model)
+    assert torch.allclose(threshold.label_hist, torch.tensor([2 / 3, 1 / 6, 1 / 6]))
+    expected = tau * p_model / p_model.max()
+    assert torch.allclose(threshold.class_thresholds(), expected)
+    assert float(threshold.class_thresholds()[0]) == pytest.approx(tau)  # the top class: tau
+    assert torch.allclose(per_image, torch.full((3,), tau))  # each image: its class's bar
+    # a rarely predicted class gets a lower bar: an unconfident class-1 image passes it,
+    # where FixMatch's 0.95 would keep nothing
+    threshold.eval()
+    assert float(threshold(batch_of([[0.3, 0.45, 0.25]]))[0]) < 0.45 < 0.95
+
+
+# -- FreeMatch: the fairness term ------------------------------------------------------------
+
+def paper_fairness(strong_logits, mask, p_model, label_hist):
+    """The paper's form, written apart: p_bar averaged over the whole batch with the mask inside,
+    h_bar raw counts; the normalisations must cancel."""
+    probs = torch.softmax(strong_logits.float(), dim=1)
+    keep = mask.float().unsqueeze(1)
+    p_bar = (probs * keep).sum(0) / len(probs)
+    counts = torch.zeros(probs.shape[1])
+    for row, kept in zip(probs.argmax(1), mask):
+        counts[row] += float(kept)
+    q = torch.where(counts > 0, p_bar / counts.clamp_min(1), torch.zeros_like(p_bar))
+    q, p = q / q.sum(), p_model / label_hist
+    return (p / p.sum() * torch.log(q + 1e-12)).sum()
+
+
+def test_fairness_has_its_known_value_and_the_papers():
+    uniform = torch.full((2,), 0.5)
+    logits = torch.log(torch.tensor([[0.8, 0.2], [0.2, 0.8]]))
+    # balanced kept predictions against a balanced history: -H(uniform, uniform) = -log 2
+    value = fairness_loss(logits, torch.tensor([True, True]), uniform, uniform)
+    assert float(value) == pytest.approx(-math.log(2), abs=1e-6)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 5, generator=generator) * 3
+    mask = torch.rand(16, generator=generator) > 0.4
+    p_model = torch.softmax(torch.randn(5, generator=generator), 0)
+    label_hist = torch.softmax(torch.randn(5, generator=generator), 0)
+    assert float(fairness_loss(logits, mask, p_model, label_hist)) == pytest.approx(
+        float(paper_fairness(logits, mask, p_model, label_hist)), abs=1e-5)
+
+
+def test_fairness_trains_only_the_kept_images_and_is_zero_when_none_is_kept():
+    generator = torch.Generator().manual_seed(1)
+    logits = (torch.randn(8, 4, generator=generator) * 2).requires_grad_(True)
+    mask = torch.tensor([True, False, True, True, False, False, True, False])
+    history = torch.full((4,), 0.25)
+    fairness_loss(logits, mask, torch.tensor([0.4, 0.3, 0.2, 0.1]), history).backward()
+    assert torch.all(logits.grad[~mask] == 0) and torch.all(logits.grad[mask].abs().sum(1) > 0)
+    none = fairness_loss(logits, torch.zeros(8, dtype=torch.bool), history, history)
+    assert float(none) == 0.0
+
+
+# -- training ----------------------------------------------------------------------------------
+
+def test_freematch_trains_logs_its_terms_and_checkpoints_its_thresholds(tmp_path, capsys):
+    from tests.test_cli import run_cli
+
+    out = tmp_path / "freematch"
+    code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", "method=freematch",
+                           "trainer.steps=8", "trainer.eval_every=4", "trainer.progress=false",
+                           "--out", str(out))
+    assert code == 0, err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"cls", "pseudo", "fairness"} <= set(records[-1]["losses"])
+    assert 0 <= records[-1]["train_metrics"]["mask_rate"] <= 1
+    # the global threshold has left 1/C, towards the (low) confidence of a young model
+    assert records[-1]["threshold"] != pytest.approx(0.1)
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    tau = state["method"]["threshold.tau"]
+    assert float(tau) == pytest.approx(records[-1]["threshold"], abs=1e-5)
+
+
+def test_freematch_is_semi_supervised_only_and_checks_its_options(tmp_path, capsys):
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    for argv, fragment in [(["run", "digits", "uci->ms", "method=freematch"],
+                            "unknown method 'freematch'"),
+                           (["ssl", "mnist-sample", "--labels", "20", "method=freematch",
+                             "method.ema_decay=1.5"], "'method.ema_decay'")]:
+        code, _, err = run_cli(capsys, *argv, "trainer.steps=2", "--out", str(tmp_path / "bad"))
+        assert_one_line_error(code, err, 2, fragment)
