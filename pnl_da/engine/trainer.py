@@ -266,8 +266,10 @@ class Trainer:
 
     def next_batch(self) -> Batch:
         source_views, labels = self.source.next(self.views["source"])
-        target_views = self.target.next(self.views["target"])[0] if self.views["target"] else {}
-        return Batch(source_views, labels, target_views)
+        if not self.views["target"]:
+            return Batch(source_views, labels, {})
+        target_views = self.target.next(self.views["target"])[0]
+        return Batch(source_views, labels, target_views, self.target.last_index)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor] | None:
         """One step; None when its loss was not finite and trainer.on_nan=skip skipped it."""

@@ -41,6 +41,8 @@ class Batch:
     source: dict[str, torch.Tensor]
     labels: torch.Tensor
     target: dict[str, torch.Tensor]
+    # each target image's index in its split (a method keeping a memory per image: FlexMatch)
+    target_index: torch.Tensor | None = None
 
 
 @dataclass
