@@ -171,7 +171,9 @@ class Trainer:
         num_classes = self.task.num_classes
         self.num_classes = num_classes
         model = create_model(cfg, num_classes, dual=self.task.dual_model)
-        self.method = create_method(cfg.method, model, num_classes).to(self.device)
+        method = create_method(cfg.method, model, num_classes)
+        method.bind_sizes(source=len(data.source), target=len(data.target_train))
+        self.method = method.to(self.device)
         if self.world.distributed and tcfg.sync_bn:
             # BatchNorm statistics over the global batch, source and target images of every
             # process together, as one process would compute them
