@@ -119,7 +119,75 @@ def test_freematch_is_semi_supervised_only_and_checks_its_options(tmp_path, caps
 
     for argv, fragment in [(["run", "digits", "uci->ms", "method=freematch"],
                             "unknown method 'freematch'"),
+                           (["run", "digits", "uci->ms", "method=flexmatch"],
+                            "unknown method 'flexmatch'"),
+                           (["ssl", "mnist-sample", "--labels", "20", "method=flexmatch",
+                             "method.threshold=0"], "'method.threshold'"),
                            (["ssl", "mnist-sample", "--labels", "20", "method=freematch",
                              "method.ema_decay=1.5"], "'method.ema_decay'")]:
         code, _, err = run_cli(capsys, *argv, "trainer.steps=2", "--out", str(tmp_path / "bad"))
         assert_one_line_error(code, err, 2, fragment)
+
+
+# -- FlexMatch: curriculum thresholds ----------------------------------------------------------
+
+def curriculum(warmup: bool = True):
+    from pnl_da.losses.thresholds import CurriculumThreshold
+
+    threshold = CurriculumThreshold(3, cutoff=0.9, warmup=warmup)
+    threshold.size(6)
+    return threshold
+
+
+def test_flexible_thresholds_start_at_zero_and_rise_with_each_classs_learning_effect():
+    threshold = curriculum()
+    first = batch_of([[0.95, 0.03, 0.02], [0.92, 0.05, 0.03], [0.3, 0.5, 0.2]])
+    # nothing remembered yet: every class's threshold is 0, every image passes
+    assert torch.equal(threshold(first, torch.tensor([0, 1, 2])), torch.zeros(3))
+    # images 0 and 1 (confident) are remembered as class 0; image 2 (0.5 < 0.9) is not
+    assert threshold.remembered.tolist() == [0, 0, -1, -1, -1, -1]
+    # warm-up: beta = counts / max(top class count, never remembered) = [2/4, 0, 0];
+    # class thresholds 0.9 * b / (2 - b)
+    assert torch.allclose(threshold.learning_effect, torch.tensor([0.5, 0.0, 0.0]))
+    assert torch.allclose(threshold.class_thresholds(), torch.tensor([0.3, 0.0, 0.0]))
+    second = batch_of([[0.02, 0.96, 0.02]], repeat=4)
+    # the batch is judged by the thresholds from before it is remembered (class 1: still 0)
+    assert torch.equal(threshold(second, torch.tensor([2, 3, 4, 5])), torch.zeros(4))
+    assert threshold.remembered.tolist() == [0, 0, 1, 1, 1, 1]
+    assert torch.allclose(threshold.learning_effect, torch.tensor([0.5, 1.0, 0.0]))
+    assert torch.allclose(threshold.class_thresholds(), torch.tensor([0.3, 0.9, 0.0]))
+    # an image seen again without confidence keeps what it was remembered as
+    threshold(batch_of([[0.4, 0.35, 0.25]]), torch.tensor([2]))
+    assert threshold.remembered.tolist() == [0, 0, 1, 1, 1, 1]
+
+
+def test_without_warm_up_the_top_class_alone_normalises_and_the_start_is_left_alone():
+    threshold = curriculum(warmup=False)
+    unsure = batch_of([[0.5, 0.3, 0.2]], repeat=2)
+    threshold(unsure, torch.tensor([0, 1]))  # nothing remembered: beta stays 0
+    assert torch.equal(threshold.learning_effect, torch.zeros(3))
+    threshold(batch_of([[0.95, 0.03, 0.02], [0.04, 0.91, 0.05], [0.93, 0.04, 0.03]]),
+              torch.tensor([0, 1, 2]))
+    # beta = counts / top class count = [2, 1, 0] / 2, whatever the never-remembered images
+    assert torch.allclose(threshold.learning_effect, torch.tensor([1.0, 0.5, 0.0]))
+    assert torch.allclose(threshold.class_thresholds(), torch.tensor([0.9, 0.3, 0.0]))
+
+
+def test_flexmatch_trains_remembers_every_unlabeled_image_and_evaluates(tmp_path, capsys):
+    from tests.test_cli import run_cli
+
+    out = tmp_path / "flexmatch"
+    code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", "method=flexmatch",
+                           "trainer.steps=6", "trainer.eval_every=3", "trainer.progress=false",
+                           "--out", str(out))
+    assert code == 0, err
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"cls", "pseudo"} <= set(record["losses"]) and "threshold" in record
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["method"]
+    result = json.loads((out / "result.json").read_text())
+    remembered = state["threshold.remembered"]
+    assert remembered.shape == (3979,) and int(remembered.min()) >= -1
+    # a method rebuilt without data takes the memory's size from the checkpoint
+    code, report, err = run_cli(capsys, "evaluate", str(out))
+    assert code == 0, err
+    assert f"{result['metrics']['error']:.2f}" in report

@@ -75,3 +75,61 @@ def fairness_loss(strong_logits: torch.Tensor, mask: torch.Tensor, p_model: torc
     p = (p_model / label_hist).float()
     p = p / p.sum()
     return (p * torch.log(q + 1e-12)).sum()
+
+
+class CurriculumThreshold(nn.Module):
+    """FlexMatch's flexible thresholds (Zhang et al., NeurIPS 2021; USB's
+    semilearn/algorithms/flexmatch). A memory holds, for each unlabeled image, the class it was
+    last predicted with confidence >= ``cutoff`` (tau), or -1. With sigma(c) the number of images
+    remembered as class c, the learning effect of c is
+
+        beta(c) = sigma(c) / max(max_k sigma(k), #images never remembered)   (warm-up)
+        beta(c) = sigma(c) / max_k sigma(k)                                  (without)
+
+    and class c's threshold is tau M(beta(c)) with the convex M(x) = x / (2 - x). An image's
+    threshold is its predicted class's, from the learning effects *before* its batch is
+    remembered (USB's order); beta starts at 0, so at first every image passes. While every
+    image is remembered alike (all -1 at the start) beta is left as it is (USB's)."""
+
+    def __init__(self, num_classes: int, cutoff: float = 0.95, warmup: bool = True):
+        super().__init__()
+        self.cutoff, self.warmup = cutoff, warmup
+        self.register_buffer("learning_effect", torch.zeros(num_classes))
+        self.register_buffer("remembered", torch.full((0,), -1, dtype=torch.long))
+
+    def size(self, num_images: int) -> None:
+        """One memory slot per unlabeled image (before the module moves to its device)."""
+        self.remembered = torch.full((num_images,), -1, dtype=torch.long)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a method rebuilt to evaluate a run (no data bound) takes the memory's size from it
+        stored = state_dict.get(prefix + "remembered")
+        if stored is not None and stored.shape != self.remembered.shape:
+            self.remembered = torch.full(stored.shape, -1, dtype=torch.long,
+                                         device=self.remembered.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def class_thresholds(self) -> torch.Tensor:
+        beta = self.learning_effect
+        return self.cutoff * beta / (2 - beta)
+
+    @torch.no_grad()
+    def observe(self, probs: torch.Tensor, index: torch.Tensor) -> None:
+        confidence, predicted = probs.max(dim=1)
+        sure = confidence >= self.cutoff
+        self.remembered[index.to(self.remembered.device)[sure]] = predicted[sure]
+        counts = torch.bincount(self.remembered + 1, minlength=len(self.learning_effect) + 1)
+        if int(counts.max()) == len(self.remembered):  # every image remembered alike
+            return
+        top = counts.max() if self.warmup else counts[1:].max()
+        self.learning_effect.copy_(counts[1:].float() / top.float())
+
+    @torch.no_grad()
+    def forward(self, probs: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        probs = probs.detach().float()
+        thresholds = self.class_thresholds()[probs.argmax(dim=1)]
+        if self.training and len(probs):
+            if index is None:
+                raise ValueError("flexible thresholds need each unlabeled image's index")
+            self.observe(probs, index)
+        return thresholds
