@@ -191,3 +191,23 @@ def test_flexmatch_trains_remembers_every_unlabeled_image_and_evaluates(tmp_path
     code, report, err = run_cli(capsys, "evaluate", str(out))
     assert code == 0, err
     assert f"{result['metrics']['error']:.2f}" in report
+
+
+# -- PNL stacked on them -----------------------------------------------------------------------
+
+def test_pnl_stacks_on_flexible_thresholds_and_the_stacking_options_are_checked(tmp_path,
+                                                                                capsys):
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    out = tmp_path / "pnl-flex"
+    code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20",
+                           "method.positives=flexmatch", "method.negatives_on=unconfident",
+                           "trainer.steps=4", "trainer.eval_every=2", "trainer.progress=false",
+                           "--out", str(out))
+    assert code == 0, err
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["method"]
+    assert state["bars.0.remembered"].shape == state["bars.1.remembered"].shape == (3979,)
+    # domain adaptation's PNL has no positives (positive_threshold=0): the options are inert
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method.positives=freematch",
+                           "trainer.steps=2", "--out", str(tmp_path / "bad"))
+    assert_one_line_error(code, err, 2, "method.positive_threshold=0")
