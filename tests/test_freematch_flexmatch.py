@@ -122,7 +122,7 @@ def test_freematch_is_semi_supervised_only_and_checks_its_options(tmp_path, caps
                            (["run", "digits", "uci->ms", "method=flexmatch"],
                             "unknown method 'flexmatch'"),
                            (["ssl", "mnist-sample", "--labels", "20", "method=flexmatch",
-                             "method.threshold=0"], "'method.threshold'"),
+                             "method.threshold=1.5"], "'method.threshold'"),
                            (["ssl", "mnist-sample", "--labels", "20", "method=freematch",
                              "method.ema_decay=1.5"], "'method.ema_decay'")]:
         code, _, err = run_cli(capsys, *argv, "trainer.steps=2", "--out", str(tmp_path / "bad"))
@@ -211,3 +211,12 @@ def test_pnl_stacks_on_flexible_thresholds_and_the_stacking_options_are_checked(
     code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method.positives=freematch",
                            "trainer.steps=2", "--out", str(tmp_path / "bad"))
     assert_one_line_error(code, err, 2, "method.positive_threshold=0")
+
+
+def test_freematch_refuses_fixmatchs_fixed_threshold(tmp_path, capsys):
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", "method=freematch",
+                           "method.threshold=0.9", "trainer.steps=2", "--out",
+                           str(tmp_path / "bad"))
+    assert_one_line_error(code, err, 2, "FreeMatch sets its own thresholds")
