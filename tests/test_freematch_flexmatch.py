@@ -96,14 +96,19 @@ def test_fairness_trains_only_the_kept_images_and_is_zero_when_none_is_kept():
 
 # -- training ----------------------------------------------------------------------------------
 
-def test_freematch_trains_logs_its_terms_and_checkpoints_its_thresholds(tmp_path, capsys):
+def short_ssl_run(capsys, out, *overrides, steps=6):
+    """A short mnist-sample run with 20 labels through the command line; it must succeed."""
     from tests.test_cli import run_cli
 
-    out = tmp_path / "freematch"
-    code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", "method=freematch",
-                           "trainer.steps=8", "trainer.eval_every=4", "trainer.progress=false",
-                           "--out", str(out))
+    code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", *overrides,
+                           f"trainer.steps={steps}", f"trainer.eval_every={steps // 2}",
+                           "trainer.progress=false", "--out", str(out))
     assert code == 0, err
+
+
+def test_freematch_trains_logs_its_terms_and_checkpoints_its_thresholds(tmp_path, capsys):
+    out = tmp_path / "freematch"
+    short_ssl_run(capsys, out, "method=freematch", steps=8)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"cls", "pseudo", "fairness"} <= set(records[-1]["losses"])
     assert 0 <= records[-1]["train_metrics"]["mask_rate"] <= 1
@@ -177,10 +182,7 @@ def test_flexmatch_trains_remembers_every_unlabeled_image_and_evaluates(tmp_path
     from tests.test_cli import run_cli
 
     out = tmp_path / "flexmatch"
-    code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20", "method=flexmatch",
-                           "trainer.steps=6", "trainer.eval_every=3", "trainer.progress=false",
-                           "--out", str(out))
-    assert code == 0, err
+    short_ssl_run(capsys, out, "method=flexmatch")
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"cls", "pseudo"} <= set(record["losses"]) and "threshold" in record
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["method"]
@@ -200,11 +202,8 @@ def test_pnl_stacks_on_flexible_thresholds_and_the_stacking_options_are_checked(
     from tests.test_cli import assert_one_line_error, run_cli
 
     out = tmp_path / "pnl-flex"
-    code, _, err = run_cli(capsys, "ssl", "mnist-sample", "--labels", "20",
-                           "method.positives=flexmatch", "method.negatives_on=unconfident",
-                           "trainer.steps=4", "trainer.eval_every=2", "trainer.progress=false",
-                           "--out", str(out))
-    assert code == 0, err
+    short_ssl_run(capsys, out, "method.positives=flexmatch", "method.negatives_on=unconfident",
+                  steps=4)
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["method"]
     assert state["bars.0.remembered"].shape == state["bars.1.remembered"].shape == (3979,)
     # domain adaptation's PNL has no positives (positive_threshold=0): the options are inert
