@@ -45,6 +45,8 @@ def test_stream_serves_raw_weak_and_strong_views_that_differ():
     order = labels.argsort()  # labels are the image indices here
     plain = views["none"][order]
     assert torch.allclose(plain, (raw.float() / 255 - 0.5) / 0.5)
+    # the stream says which images it served (FlexMatch keeps a memory per image)
+    assert torch.equal(stream.last_index, labels)
     assert all(changed_per_image(views["none"], views["weak"]))
     assert all(changed_per_image(views["none"], views["strong"]))
     assert all(changed_per_image(views["weak"], views["strong"]))

@@ -245,3 +245,37 @@ def test_both_exchange_trains_both_heads_with_nl():
     losses = method.losses(_batch(), 0)
     grads = torch.autograd.grad(losses["nl"], [h.weight for h in method.model.heads])
     assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_a_ceiling_drops_the_negatives_of_images_at_or_above_their_own_bar():
+    probs = _probs(64, 10, seed=3)
+    top = probs.max(1).values
+    bar = torch.where(torch.arange(64) % 2 == 0, top, top + 0.01)  # even images reach theirs
+    capped = select_negatives(probs, 3, "lowest", ceiling=bar)
+    free = select_negatives(probs, 3, "lowest")
+    even = torch.arange(64) % 2 == 0
+    assert not capped[even].any() and torch.equal(capped[~even], free[~even])
+    # one number for every image
+    assert torch.equal(select_negatives(probs, 3, "lowest", ceiling=float(top.median())),
+                       free & (top < top.median()).unsqueeze(1))
+
+
+def test_pnl_stacked_gives_negatives_only_where_the_positives_bar_leaves_an_image_out():
+    # FreeMatch's bars start at 1/C, which every top probability reaches: no image is left out,
+    # so there is no negative; FixMatch's 0.95 leaves out every image of a fresh model, so the
+    # negatives are those of the plain method
+    stacked = ["method.positive_threshold=0.95", "method.negatives_on=unconfident"]
+    losses = _pnl(*stacked, "method.positives=freematch").losses(_batch(), 0)
+    assert losses["nl"].item() == 0 and losses["positive"].item() > 0
+    fixed = _pnl(*stacked, "method.positives=fixed").losses(_batch(), 0)
+    plain = _pnl("method.positive_threshold=0.95").losses(_batch(), 0)
+    assert fixed["nl"].item() == pytest.approx(plain["nl"].item()) and plain["nl"].item() > 0
+    # FlexMatch's bars: a memory per target image, sized by the trainer; at first every image
+    # passes, so again no image is left out
+    method = _pnl(*stacked, "method.positives=flexmatch")
+    method.bind_sizes(source=8, target=20)
+    batch = _batch()
+    batch.target_index = torch.arange(8) + 4
+    assert method.losses(batch, 0)["nl"].item() == 0
+    assert all(bars.remembered.shape == (20,) for bars in method.bars)
+    assert float(method.bars[0].learning_effect.sum()) == 0  # nothing confident yet

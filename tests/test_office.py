@@ -264,7 +264,13 @@ def test_loader_batches_do_not_depend_on_workers_and_resume_exactly(office):
                             workers, Normalizer([0.5] * 3, [0.25] * 3))
 
     def take(s, n):
-        return [s.next(views) for _ in range(n)]
+        batches = []
+        for _ in range(n):
+            batches.append(s.next(views))
+            # the indices it reports are those of the images served (their labels agree)
+            labels = torch.tensor(decoded.labels)[s.last_index]
+            assert torch.equal(labels, batches[-1][1]) and len(set(s.last_index.tolist())) == 4
+        return batches
 
     serial, parallel = take(stream(0), 7), take(stream(2), 7)  # 7 batches: passes 0, 1, 2
     for (a, ya), (b, yb) in zip(serial, parallel):

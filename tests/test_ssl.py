@@ -342,7 +342,8 @@ def test_shared_mode_is_one_network_with_two_heads():
     trainer.fit()
 
 
-@pytest.mark.parametrize("method", ["supervised", "fixmatch", "mean_teacher", "pnl_paper"])
+@pytest.mark.parametrize("method", ["supervised", "fixmatch", "freematch", "flexmatch",
+                                    "mean_teacher", "pnl_paper"])
 def test_every_ssl_method_trains_and_evaluates(method):
     # pnl_paper brings Conv-Large and a 100-epoch schedule; LeNet and 4 steps keep it quick
     # (trainer.steps on the command line replaces the preset's epochs)

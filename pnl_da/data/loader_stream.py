@@ -40,7 +40,8 @@ class EndlessSampler(Sampler):
 
 class DecodedDataset(Dataset):
     """Whole batches from the decoded cache: ``dataset[codes]`` augments every image of one
-    batch into preallocated uint8 arrays, one per view (no per-sample collation)."""
+    batch into preallocated uint8 arrays, one per view (no per-sample collation), and gives
+    the images' indices in the split under ``"index"``."""
 
     def __init__(self, array: np.ndarray, labels: list[int], transforms: dict, views: tuple,
                  seed: int):
@@ -67,6 +68,7 @@ class DecodedDataset(Dataset):
             # NHWC memory seen as NCHW: channels_last layout, no copy
             out[view] = torch.from_numpy(batch).permute(0, 3, 1, 2)
         labels = torch.tensor([self.labels[c % size] for c in codes], dtype=torch.long)
+        out["index"] = torch.tensor([c % size for c in codes], dtype=torch.long)
         return out, labels
 
 
@@ -126,6 +128,7 @@ class LoaderStream:
         self.device, self.transforms, self.views, self.workers = device, transforms, views, workers
         self.consumed = 0  # samples of the global batches consumed
         self.iterator = None
+        self.last_index = None  # the indices in the split of the last batch's images
         self.augmentations = {name: aug for name, aug in (augmentations or {}).items()
                               if changes_images(aug)}
         self.augment_generator = torch.Generator(device=device).manual_seed(
@@ -151,6 +154,7 @@ class LoaderStream:
             self._start()
         batch, labels = next(self.iterator)
         self.consumed += len(labels) * self.shard[1]
+        self.last_index = batch["index"]
         out = {}
         for view in views:
             images = batch[view].to(self.device, non_blocking=True)

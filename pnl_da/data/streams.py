@@ -89,7 +89,8 @@ class DomainStream:
 
     ``shard=(rank, size)``: one of ``size`` processes (torchrun). Every process draws the same
     global batches and keeps its slice of each, so the data a step sees does not depend on the
-    number of processes; the augmentation draws are the process's own.
+    number of processes; the augmentation draws are the process's own. ``last_index`` holds
+    the indices (in the split) of the images of the last batch served.
     """
 
     def __init__(self, data: DomainData, batch_size: int, seed: int, device: torch.device,
@@ -110,9 +111,11 @@ class DomainStream:
             rank_seed(seed + 7919, rank))
         self.normalize = normalize
         self.augmentations = augmentations  # view name -> AugmentConfig
+        self.last_index = None  # the indices in the split of the last batch's images
 
     def next(self, views: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         index = self.sampler.next()[self.part]
+        self.last_index = index
         batch = self.images.index_select(0, index).to(self.device, non_blocking=True)
         raw = batch.float().div_(255.0)
         out = {}

@@ -171,7 +171,9 @@ class Trainer:
         num_classes = self.task.num_classes
         self.num_classes = num_classes
         model = create_model(cfg, num_classes, dual=self.task.dual_model)
-        self.method = create_method(cfg.method, model, num_classes).to(self.device)
+        method = create_method(cfg.method, model, num_classes)
+        method.bind_sizes(source=len(data.source), target=len(data.target_train))
+        self.method = method.to(self.device)
         if self.world.distributed and tcfg.sync_bn:
             # BatchNorm statistics over the global batch, source and target images of every
             # process together, as one process would compute them
@@ -266,8 +268,10 @@ class Trainer:
 
     def next_batch(self) -> Batch:
         source_views, labels = self.source.next(self.views["source"])
-        target_views = self.target.next(self.views["target"])[0] if self.views["target"] else {}
-        return Batch(source_views, labels, target_views)
+        if not self.views["target"]:
+            return Batch(source_views, labels, {})
+        target_views = self.target.next(self.views["target"])[0]
+        return Batch(source_views, labels, target_views, self.target.last_index)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor] | None:
         """One step; None when its loss was not finite and trainer.on_nan=skip skipped it."""

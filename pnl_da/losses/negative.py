@@ -13,7 +13,8 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
                      generator: torch.Generator | None = None,
                      learner_probs: torch.Tensor | None = None,
                      allowed: torch.Tensor | None = None,
-                     protected: torch.Tensor | None = None) -> torch.Tensor:
+                     protected: torch.Tensor | None = None,
+                     ceiling: float | torch.Tensor | None = None) -> torch.Tensor:
     """Boolean mask (B, C) of the pseudo-negative classes of each image.
 
     ``probs`` are the generator's class probabilities (B, C). The generator's argmax is never
@@ -28,6 +29,9 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
     only classes that may be marked (the others are skipped, and the next candidates taken).
     ``protected`` (B,) class indices, if given: also never marked, as the argmax is: the
     generator's own argmax where ``probs`` were reshaped first (distribution alignment).
+    ``ceiling`` (a number or one per image), if given: images whose top probability reaches it
+    get no negatives (PNL stacked on a thresholding method: negatives only where the positive
+    labels' bar leaves an image out).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -74,8 +78,12 @@ def select_negatives(probs: torch.Tensor, k: int, strategy: str = "random", *,
             score = score.masked_fill(~allowed.to(device), float("-inf"))
         values, chosen = score.topk(count, dim=1)
         mask.scatter_(1, chosen, values > float("-inf"))
+    top = probs.max(dim=1, keepdim=True).values
     if confidence > 0:
-        mask &= probs.max(dim=1, keepdim=True).values >= confidence
+        mask &= top >= confidence
+    if ceiling is not None:
+        bar = torch.as_tensor(ceiling, dtype=top.dtype, device=top.device)
+        mask &= top < (bar.view(-1, 1) if bar.dim() else bar)
     return mask
 
 

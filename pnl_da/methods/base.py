@@ -41,6 +41,8 @@ class Batch:
     source: dict[str, torch.Tensor]
     labels: torch.Tensor
     target: dict[str, torch.Tensor]
+    # each target image's index in its split (a method keeping a memory per image: FlexMatch)
+    target_index: torch.Tensor | None = None
 
 
 @dataclass
@@ -215,6 +217,10 @@ class Method(nn.Module):
     def views(self) -> dict[str, tuple[str, ...]]:
         """Views of each domain's batch this method needs ("none", "weak", "strong")."""
         return {"source": (self.cfg.source_view,), "target": (self.cfg.target_view,)}
+
+    def bind_sizes(self, source: int, target: int) -> None:
+        """The number of images of each training split, given before the method moves to its
+        device; a method keeping a memory per image (FlexMatch) sizes it here."""
 
     def set_progress(self, progress: float) -> None:
         """Progress of the run in [0, 1]; drives the GRL warm start and ramps."""

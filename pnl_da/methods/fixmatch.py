@@ -15,10 +15,12 @@ from pnl_da.methods.options import MethodConfig
 
 
 def confident_pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.Tensor,
-                                threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+                                threshold: float | torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the strong view against the weak view's argmax, counted only where
-    the weak view's top probability reaches ``threshold``; averaged over the whole unlabeled
-    batch (as FixMatch does). Returns the loss and the fraction of images used."""
+    the weak view's top probability reaches ``threshold`` (one number, or one per image);
+    averaged over the whole unlabeled batch (as FixMatch does). Returns the loss and the
+    fraction of images used."""
     confidence, pseudo = weak_probs.detach().float().max(dim=1)
     mask = (confidence >= threshold).float()
     per_image = F.cross_entropy(strong_logits.float(), pseudo, reduction="none")
@@ -51,13 +53,26 @@ class FixMatch(Method):
     def views(self) -> dict[str, tuple[str, ...]]:
         return {"source": (self.cfg.source_view,), "target": ("weak", "strong")}
 
+    def bars(self, probs: torch.Tensor, batch: Batch) -> float | torch.Tensor:
+        """The confidence each unlabeled image must reach (FixMatch: one fixed number; the
+        methods built on it set one per image)."""
+        return self.cfg.threshold
+
+    def extra_terms(self, probs: torch.Tensor, strong_logits: torch.Tensor,
+                    kept: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms beside the pseudo labels' (none here; ``kept``: the images used)."""
+        return {}
+
     def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         labeled, weak, strong = self.forward_all(batch.source[self.cfg.source_view],
                                                  batch.target["weak"], batch.target["strong"])
         probs = torch.softmax(weak.logits[0].detach().float(), dim=1)
         if self.dist_align is not None:
             probs = self.dist_align(probs)
-        unsup, used = confident_pseudo_label_loss(probs, strong.logits[0], self.cfg.threshold)
+        bars = self.bars(probs, batch)
+        unsup, used = confident_pseudo_label_loss(probs, strong.logits[0], bars)
+        kept = probs.max(dim=1).values >= bars
         return {"cls": self.supervised_loss(labeled, batch.labels),
                 "pseudo": self.cfg.weight * unsup,
+                **self.extra_terms(probs, strong.logits[0], kept),
                 "mask_rate": used}

@@ -21,6 +21,7 @@ from pnl_da.errors import UsageError
 from pnl_da.losses.confusion import MinimumClassConfusionLoss
 from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.losses.negative import STRATEGIES, negative_learning_loss, select_negatives
+from pnl_da.losses.thresholds import CurriculumThreshold, SelfAdaptiveThreshold
 from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
 from pnl_da.methods.options import ADVERSARIAL_RANGES, AdversarialOptions, MethodConfig
@@ -78,6 +79,21 @@ class GeneratorView(Choice):
     same = "same"
 
 
+class Positives(Choice):
+    """How the bar of the confident positive labels is set (PNL stacked on a thresholding
+    method): FixMatch's one bar, FreeMatch's self-adaptive bars or FlexMatch's curriculum
+    bars, one set per generator."""
+
+    fixed = "fixed"  # method.positive_threshold itself
+    freematch = "freematch"  # pnl_da/losses/thresholds.py SelfAdaptiveThreshold
+    flexmatch = "flexmatch"  # CurriculumThreshold, topped by method.positive_threshold
+
+
+class NegativesOn(Choice):
+    all = "all"  # every unlabeled image gives negatives
+    unconfident = "unconfident"  # only the images below their positive bar
+
+
 @dataclass
 class PNLConfig(MethodConfig, AdversarialOptions):
     name: str = "pnl"
@@ -104,6 +120,10 @@ class PNLConfig(MethodConfig, AdversarialOptions):
     # reaches positive_threshold, its argmax is also a label for the learner. 0: off.
     positive_threshold: float = 0.0
     positive_weight: float = 1.0
+    positives: Positives = Positives.fixed  # the positives' bar: fixed, freematch, flexmatch
+    # all: negatives on every image; unconfident: only on those the positives' bar leaves out
+    # (the seed paper's point: low-confidence images still carry negatives)
+    negatives_on: NegativesOn = NegativesOn.all
     # Distribution alignment (ReMixMatch) of the generator's probabilities before negatives and
     # positives are chosen: lifts classes the generator under-predicts.
     dist_align: bool = False
@@ -155,8 +175,9 @@ class PNL(Method):
             inert["replacement"] = (f"method.selection={cfg.selection} does not read it "
                                     "(random does)")
         if not cfg.positive_threshold:
-            inert["positive_weight"] = ("it weighs the confident positive pseudo labels, which "
-                                        "are off (method.positive_threshold=0)")
+            for key in ("positive_weight", "positives", "negatives_on"):
+                inert[key] = ("it shapes the confident positive pseudo labels, which are off "
+                              "(method.positive_threshold=0)")
         if not cfg.mcc_weight:
             inert["mcc_temperature"] = ("it scales the stacked MCC loss, which is off "
                                         "(method.mcc_weight=0)")
@@ -175,6 +196,26 @@ class PNL(Method):
                             if cfg.share_floor > 0 else None)
         self.confusion = (MinimumClassConfusionLoss(cfg.mcc_temperature)
                           if cfg.mcc_weight > 0 else None)
+        # the positives' moving bars, one set per generator head (FreeMatch's or FlexMatch's)
+        self.bars = None
+        if cfg.positive_threshold > 0 and cfg.positives == "freematch":
+            self.bars = nn.ModuleList(SelfAdaptiveThreshold(num_classes) for _ in range(2))
+        elif cfg.positive_threshold > 0 and cfg.positives == "flexmatch":
+            self.bars = nn.ModuleList(CurriculumThreshold(num_classes, cfg.positive_threshold)
+                                      for _ in range(2))
+
+    def bind_sizes(self, source: int, target: int) -> None:
+        if self.cfg.positive_threshold > 0 and self.cfg.positives == "flexmatch":
+            for bars in self.bars:
+                bars.size(target)
+
+    def positive_bar(self, head: int, probs: torch.Tensor, batch: Batch):
+        """Each image's bar for a positive label from generator ``head`` (a number: one bar)."""
+        if self.bars is None:
+            return self.cfg.positive_threshold
+        if self.cfg.positives == "flexmatch":
+            return self.bars[head](probs, batch.target_index)
+        return self.bars[head](probs)
 
     def views(self) -> dict[str, tuple[str, ...]]:
         target = (self.cfg.target_view,)
@@ -216,16 +257,19 @@ class PNL(Method):
                 own_top = probs.argmax(dim=1)
                 probs = self.dist_align[gen_head](probs)
             learner_logits = target_learn.logits[learn_head]
+            bar = (self.positive_bar(gen_head, probs, batch) if cfg.positive_threshold > 0
+                   else None)
             negatives = select_negatives(probs, cfg.k, cfg.selection, tau=cfg.tau,
                                          replacement=cfg.replacement, confidence=cfg.confidence,
                                          generator=self.generator,
                                          learner_probs=torch.softmax(
                                              learner_logits.detach().float(), dim=1),
-                                         allowed=allowed, protected=own_top)
+                                         allowed=allowed, protected=own_top,
+                                         ceiling=bar if cfg.negatives_on == "unconfident"
+                                         else None)
             nl = nl + negative_learning_loss(learner_logits, negatives)
-            if cfg.positive_threshold > 0:
-                term, _ = confident_pseudo_label_loss(probs, learner_logits,
-                                                      cfg.positive_threshold)
+            if bar is not None:
+                term, _ = confident_pseudo_label_loss(probs, learner_logits, bar)
                 positive = positive + term
         losses["nl"] = self.nl_weight() * nl
         if cfg.positive_threshold > 0:
