@@ -14,17 +14,28 @@ from pnl_da.methods.base import Batch, Method
 from pnl_da.methods.options import MethodConfig
 
 
+def confident(weak_probs: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+    """The images (B,) bool whose weak-view top probability reaches ``threshold`` (one number,
+    or one per image)."""
+    return weak_probs.detach().float().max(dim=1).values >= threshold
+
+
+def pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.Tensor,
+                      kept: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the strong view against the weak view's argmax, counted only on the
+    ``kept`` images; averaged over the whole unlabeled batch (as FixMatch does)."""
+    pseudo = weak_probs.detach().float().argmax(dim=1)
+    per_image = F.cross_entropy(strong_logits.float(), pseudo, reduction="none")
+    return (per_image * kept.float()).mean()
+
+
 def confident_pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.Tensor,
                                 threshold: float | torch.Tensor
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy of the strong view against the weak view's argmax, counted only where
-    the weak view's top probability reaches ``threshold`` (one number, or one per image);
-    averaged over the whole unlabeled batch (as FixMatch does). Returns the loss and the
-    fraction of images used."""
-    confidence, pseudo = weak_probs.detach().float().max(dim=1)
-    mask = (confidence >= threshold).float()
-    per_image = F.cross_entropy(strong_logits.float(), pseudo, reduction="none")
-    return (per_image * mask).mean(), mask.mean()
+    """``pseudo_label_loss`` on the ``confident`` images; returns it and the fraction of
+    images used."""
+    kept = confident(weak_probs, threshold)
+    return pseudo_label_loss(weak_probs, strong_logits, kept), kept.float().mean()
 
 
 @dataclass
@@ -69,10 +80,8 @@ class FixMatch(Method):
         probs = torch.softmax(weak.logits[0].detach().float(), dim=1)
         if self.dist_align is not None:
             probs = self.dist_align(probs)
-        bars = self.bars(probs, batch)
-        unsup, used = confident_pseudo_label_loss(probs, strong.logits[0], bars)
-        kept = probs.max(dim=1).values >= bars
+        kept = confident(probs, self.bars(probs, batch))
         return {"cls": self.supervised_loss(labeled, batch.labels),
-                "pseudo": self.cfg.weight * unsup,
+                "pseudo": self.cfg.weight * pseudo_label_loss(probs, strong.logits[0], kept),
                 **self.extra_terms(probs, strong.logits[0], kept),
-                "mask_rate": used}
+                "mask_rate": kept.float().mean()}
