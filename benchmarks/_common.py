@@ -67,3 +67,30 @@ def time_trainer(trainer, warmup: int, steps: int) -> dict:
     return {"warmup_s": warmup_s, "per_step": elapsed / steps,
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
             "data_wait": trainer.window.data_time / elapsed}
+
+
+def digits_run(method: str, task: str, seed: int, out: Path, overrides=(),
+               threads: int = 0) -> float:
+    """One default-recipe digits run (reused when finished); its target accuracy."""
+    from pnl_da.data.registry import get_benchmark
+    from pnl_da.engine.run import execute
+    from pnl_da.engine.tasks import compose
+
+    source, target = get_benchmark("digits").parse_task(task)
+    cfg = compose([f"method={method}", f"benchmark.source={source.name}",
+                   f"benchmark.target={target.name}", f"seed={seed}",
+                   "trainer.progress=false", "trainer.tensorboard=false",
+                   *([f"trainer.threads={threads}"] if threads else []), *overrides])
+    return execute(cfg, out, resume=True, log=lambda message: None)["metrics"]["accuracy"]
+
+
+def in_fresh_processes(function, calls: dict, jobs: int) -> dict:
+    """``function(*args)`` for each key's args, ``jobs`` at a time, each in a process of its own
+    (spawned, so what one call patches, a tllib swap, stays in it); results by key."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        futures = {key: pool.submit(function, *args) for key, args in calls.items()}
+        return {key: future.result() for key, future in futures.items()}

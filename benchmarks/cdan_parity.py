@@ -35,13 +35,11 @@ import json
 import math
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import emit, machine  # noqa: E402
+from benchmarks._common import digits_run, emit, in_fresh_processes, machine  # noqa: E402
 
 TASK = "uci->mnist-sample"
 REFERENCE = [82.01, 83.71, 84.63]  # tllib's whole modules, seeds 0-2 (docs/method.md section 7)
@@ -95,23 +93,13 @@ def out_dir(root: Path, variant: str, seed: int) -> Path:
 
 def run(variant: str, seed: int, root: Path, tllib: str | None, threads: int,
         steps: int) -> float:
-    from pnl_da.data.registry import get_benchmark
-    from pnl_da.engine.run import execute
-    from pnl_da.engine.tasks import compose
-
     overrides, swap, keep_grl = VARIANTS[variant]
     if swap:
         if not tllib:
             raise SystemExit(f"variant {variant!r} needs --tllib DIR (tllib's source)")
         swap_in_tllib(tllib, keep_grl)
-    source, target = get_benchmark("digits").parse_task(TASK)
-    cfg = compose(["method=cdan", f"benchmark.source={source.name}",
-                   f"benchmark.target={target.name}", f"seed={seed}",
-                   "trainer.progress=false", "trainer.tensorboard=false",
-                   *([f"trainer.threads={threads}"] if threads else []),
-                   *([f"trainer.steps={steps}"] if steps else []), *overrides])
-    result = execute(cfg, out_dir(root, variant, seed), resume=True, log=lambda message: None)
-    return result["metrics"]["accuracy"]
+    return digits_run("cdan", TASK, seed, out_dir(root, variant, seed),
+                      [*([f"trainer.steps={steps}"] if steps else []), *overrides], threads)
 
 
 def seeds_of(text: str) -> list[int]:
@@ -146,12 +134,8 @@ def main() -> int:
 
     jobs = [(v, s) for s in seeds for v in variants]
     threads = 1 if args.jobs > 1 else 0
-    # a fresh process per run: a tllib swap stays inside the run that asked for it
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"),
-                             max_tasks_per_child=1) as pool:
-        futures = {job: pool.submit(run, *job, args.runs, args.tllib, threads,
-                                          args.steps) for job in jobs}
-        acc = {job: future.result() for job, future in futures.items()}
+    acc = in_fresh_processes(run, {job: (*job, args.runs, args.tllib, threads, args.steps)
+                                   for job in jobs}, args.jobs)
 
     base = [acc["pnl-da", s] for s in seeds] if "pnl-da" in variants else None
     lines = ["# CDAN at tllib's parity (uci->mnist-sample)", "",

@@ -20,13 +20,11 @@ import argparse
 import json
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import emit, machine  # noqa: E402
+from benchmarks._common import digits_run, emit, in_fresh_processes, machine  # noqa: E402
 
 # docs/method.md section 7: tllib's modules on these digits (seeds 0 / 1 / 2)
 REFERENCE = {("mcc", "uci->mnist-sample"): [74.95, 83.01, 85.61],
@@ -48,19 +46,12 @@ def run(method: str, task: str, seed: int, root: Path, tllib: str | None = None,
         threads: int = 0) -> float:
     """One run (reused when finished); with ``tllib``, tllib's loss is swapped in first."""
     from pnl_da.data.registry import get_benchmark
-    from pnl_da.engine.run import execute
-    from pnl_da.engine.tasks import compose
 
     if tllib:
         swap_in_tllib(tllib)
     source, target = get_benchmark("digits").parse_task(task)
-    cfg = compose([f"method={method}", f"benchmark.source={source.name}",
-                   f"benchmark.target={target.name}", f"seed={seed}",
-                   "trainer.progress=false", "trainer.tensorboard=false",
-                   *([f"trainer.threads={threads}"] if threads else [])])
     out = root / f"{source.name}2{target.name}" / method / f"seed{seed}"
-    result = execute(cfg, out, resume=True, log=lambda message: None)
-    return result["metrics"]["accuracy"]
+    return digits_run(method, task, seed, out, threads=threads)
 
 
 def cell(values: list[float]) -> str:
@@ -89,11 +80,8 @@ def main() -> int:
         plans.update({("tllib", m, t, s): (m, t, s, args.runs / "tllib-loss", args.tllib)
                       for m in methods for t in tasks for s in seeds})
     threads = 1 if args.jobs > 1 else 0
-    # a fresh process per run: a tllib swap stays inside the run that asked for it
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"),
-                             max_tasks_per_child=1) as pool:
-        futures = {key: pool.submit(run, *plan, threads) for key, plan in plans.items()}
-        acc = {key: future.result() for key, future in futures.items()}
+    acc = in_fresh_processes(run, {key: (*plan, threads) for key, plan in plans.items()},
+                             args.jobs)
     ours = {(m, t): [acc["ours", m, t, s] for s in seeds] for m in methods for t in tasks}
     theirs = ({(m, t): [acc["tllib", m, t, s] for s in seeds] for m in methods for t in tasks}
               if args.tllib else {})
