@@ -60,7 +60,8 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
     "cdan": {"default": [], "lr 0.02": ["trainer.lr=0.02"], "weak views": WEAK},
     "mcc": {"default": [], "lr 0.02": ["trainer.lr=0.02"], "weak views": WEAK},
     "mdd": {"default": [], "lr 0.02": ["trainer.lr=0.02"], "weak views": WEAK},
-    "pnl": {"default": [],
+    # "default": PNL's default when rule 4 was written; the rule then chose MCC under it
+    "pnl": {"default": ["method.mcc_weight=0.0"],
             "on DANN and MCC": ["method.mcc_weight=1.0"],
             "on MCC": ["method.align=none", "method.mcc_weight=1.0"]},
 }

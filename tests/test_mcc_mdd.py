@@ -133,12 +133,12 @@ def test_pnl_stacks_mcc_and_its_options_are_checked(tmp_path, capsys):
     from tests.test_cli import assert_one_line_error, run_cli
 
     out = tmp_path / "pnl-mcc"
-    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", "method.mcc_weight=1.0", *SHORT,
-                           "--out", str(out))
-    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", "digits", "uci->ms", *SHORT, "--out", str(out))
+    assert code == 0, err  # the default: PNL on DANN and MCC
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"cls", "transfer", "nl", "mcc"} <= set(record["losses"])
-    for argv, fragment in [(["method.mcc_temperature=3"], "method.mcc_weight=0"),
+    for argv, fragment in [(["method.mcc_weight=0", "method.mcc_temperature=3"],
+                            "method.mcc_weight=0"),
                            (["method=mcc", "method.temperature=0"], "'method.temperature'"),
                            (["method=mdd", "method.margin=-1"], "'method.margin'")]:
         code, _, err = run_cli(capsys, "run", "digits", "uci->ms", *argv, *SHORT,
