@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pnl_da.choice import Choice
+from pnl_da.engine.schedule import SCHEDULES
 from pnl_da.errors import UsageError
 from pnl_da.resources import packaged_dir
 
@@ -43,10 +44,8 @@ class Toggle(Choice):
     false = "false"
 
 
-class Schedule(Choice):
-    inverse = "inverse"  # tllib's lr * (1 + gamma * step) ** -decay
-    cosine = "cosine"  # half a cosine, to 0 at the last step
-    fixmatch_cosine = "fixmatch_cosine"  # lr * cos(7 pi p / 16): FixMatch's and USB's
+# the learning-rate schedules registered in pnl_da/engine/schedule.py (their maths is there)
+Schedule = Choice("Schedule", {name: name for name in SCHEDULES})
 
 
 class OnNan(Choice):
@@ -160,8 +159,7 @@ class TrainerConfig:
     # schedule, and a length in epochs (passes over the training set, labeled and unlabeled
     # images together) that sets trainer.steps when above 0.
     unlabeled_batch_size: int = 0
-    # inverse (tllib's) | cosine (half a cosine, to 0 at the last step) | fixmatch_cosine
-    # (lr * cos(7 pi p / 16), p = step / steps: FixMatch's and USB's, ending at 0.2 lr)
+    # inverse (tllib's) | cosine | fixmatch_cosine (FixMatch's and USB's): pnl_da/engine/schedule.py
     schedule: Schedule = Schedule.inverse
     epochs: int = 0
     # A non-finite loss: stop (the default: the run is named, with the step and the loss term)

@@ -1,17 +1,17 @@
 """The one training engine: every method, every benchmark.
 
-It owns data streams, model, optimiser, schedule, evaluation, logging and checkpoints; a
-method only turns a batch into a dict of losses. Everything random comes from seeded
-generators whose state is checkpointed, so a resumed run ends with exactly the weights of an
-uninterrupted one (on CPU; on GPU up to the nondeterminism of its kernels).
+It keeps the loop: data streams, model, optimisers, evaluation. It calls three parts for the
+rest: the learning-rate schedule (pnl_da/engine/schedule.py), the log of each evaluation
+(metrics.jsonl and TensorBoard: ``RunLog``) and the checkpoints with their resume policy
+(``CheckpointSaver``). A method only turns a batch into a dict of losses. Everything random
+comes from seeded generators whose state is checkpointed, so a resumed run ends with exactly
+the weights of an uninterrupted one (on CPU; on GPU up to the nondeterminism of its kernels).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -20,32 +20,20 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from pnl_da.config import first_difference, to_yaml
 from pnl_da.data.base import DomainData
 from pnl_da.data.streams import DomainStream
 from pnl_da.engine import distributed, signals
-from pnl_da.engine.checkpoint import (
-    LAST,
-    PREVIOUS,
-    CorruptCheckpoint,
-    checkpoint_step,
-    read_checkpoint,
-    save_checkpoint,
-)
 from pnl_da.engine.distributed import rank_seed
 from pnl_da.engine.evaluate import batches_for, evaluate
-from pnl_da.engine.metrics_log import METRICS, metrics_records
+from pnl_da.engine.metrics_log import RunLog
 from pnl_da.engine.progress import Progress, score_text
+from pnl_da.engine.saver import CheckpointSaver
+from pnl_da.engine.schedule import create_schedule, total_steps
 from pnl_da.engine.seeding import rng_state, seed_everything, set_rng_state
-from pnl_da.engine.tasks import RunData, comparable, task_of
-from pnl_da.errors import DataError, Interrupted, PnlError, UsageError
-from pnl_da.files import append_line, write_text
+from pnl_da.engine.tasks import RunData, task_of
+from pnl_da.errors import Interrupted, PnlError, UsageError
 from pnl_da.methods import Batch, create_method, total_loss
 from pnl_da.models.factory import create_model
-
-# the three streams of a run, as a checkpoint's data fingerprints name them
-DATA_ROLES = {"source": "source", "target_train": "target (training)",
-              "target_eval": "target (evaluation)"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,20 +55,6 @@ def autocast(device: torch.device, bf16: bool):
     if bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def lr_factor(step: int, gamma: float, decay: float) -> float:
-    """tllib's schedule: lr * (1 + gamma * step) ** -decay."""
-    return (1.0 + gamma * step) ** (-decay)
-
-
-def total_steps(tcfg, train_images: int) -> int:
-    """``trainer.steps``, or with ``trainer.epochs`` > 0 that many passes over the training
-    images (labeled and unlabeled together) at batch_size + unlabeled_batch_size per step."""
-    if tcfg.epochs <= 0:
-        return int(tcfg.steps)
-    per_step = tcfg.batch_size + (tcfg.unlabeled_batch_size or tcfg.batch_size)
-    return int(tcfg.epochs) * max(1, train_images // per_step)
 
 
 def without_decay_on_1d(groups: list[dict]) -> list[dict]:
@@ -215,6 +189,11 @@ class Trainer:
                                   augmentations,
                                   tcfg.unlabeled_batch_size or tcfg.batch_size)
         self.total_steps = total_steps(tcfg, len(data.source) + len(data.target_train))
+        self.schedule = create_schedule(tcfg, self.total_steps)
+        main = self.world.main
+        self.saver = (CheckpointSaver(self.run_dir, cfg, data, writes=main)
+                      if self.run_dir is not None else None)
+        self.run_log = RunLog(self.run_dir, tcfg.tensorboard, writes=main)
         self.step = 0
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed
         self.window = Window()
@@ -222,8 +201,6 @@ class Trainer:
         self.skipped_steps = 0  # over the whole run (trainer.on_nan=skip)
         # the first non-finite step and its loss terms, kept on the device: no sync per step
         self._nonfinite: dict | None = None
-        self._fingerprints: dict | None = None
-        self._board = None  # TensorBoard's writer, made at the first record
         self.resumed_from: Path | None = None  # the checkpoint this run resumed from
         self.set_aside: Path | None = None  # a last.pt moved aside by --resume-from prev
 
@@ -250,22 +227,6 @@ class Trainer:
     def autocast(self):
         return autocast(self.device, self.bf16)
 
-    def lr_factor(self, step: int) -> float:
-        tcfg = self.cfg.trainer
-        if tcfg.schedule in ("cosine", "fixmatch_cosine"):
-            progress = min(step, self.total_steps) / max(1, self.total_steps)
-            if tcfg.schedule == "fixmatch_cosine":
-                return math.cos(7 * math.pi * progress / 16)
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return lr_factor(step, tcfg.lr_gamma, tcfg.lr_decay)
-
-    def set_lr(self, step: int) -> float:
-        factor = self.lr_factor(step)
-        for optimizer in self.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = self.cfg.trainer.lr * group["lr_mult"] * factor
-        return self.cfg.trainer.lr * factor
-
     def next_batch(self) -> Batch:
         source_views, labels = self.source.next(self.views["source"])
         if not self.views["target"]:
@@ -278,7 +239,7 @@ class Trainer:
         if self.cuda_graphs:  # a new step: the last step's graph outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
         self.method.set_progress(step / self.total_steps)
-        self.set_lr(step)
+        self.schedule.apply(self.optimizers, step)
         t0 = time.perf_counter()
         batch = self.next_batch()
         self.window.data_time += time.perf_counter() - t0
@@ -424,86 +385,19 @@ class Trainer:
         self.window = Window.from_state(state.get("window"), self.device)
         self.skipped_steps = int(state.get("skipped_steps", 0))
 
-    def fingerprints(self) -> dict:
-        """What a checkpoint must have been made with to resume here: the configuration (as
-        compared for reuse) and a digest of each data stream."""
-        if self._fingerprints is None:
-            digests: dict[int, str] = {}  # the target often trains and is scored on one split
-            data = {}
-            for role in DATA_ROLES:
-                domain = getattr(self.data, role)
-                if id(domain) not in digests:
-                    digests[id(domain)] = domain.fingerprint()
-                data[role] = digests[id(domain)]
-            self._fingerprints = {"config": comparable(to_yaml(self.cfg)), "data": data}
-        return self._fingerprints
-
-    def check_identity(self, path: Path, header: dict) -> None:
-        """Refuse a checkpoint made with another configuration or other data (checkpoints of
-        earlier versions carry no fingerprints and are not checked)."""
-        mine = self.fingerprints()
-        config = header.get("config")
-        if config is not None and config != mine["config"]:
-            diff = first_difference(config, mine["config"]) or "the configuration"
-            raise UsageError(f"checkpoint {path} was made with another configuration "
-                             f"({diff.replace(' in the run,', ' in the checkpoint,')}); resume "
-                             "with the run's own settings, or train in another --out")
-        changed = [role for role, digest in (header.get("data") or {}).items()
-                   if mine["data"].get(role) != digest]
-        if changed:
-            names = ", ".join(f"{DATA_ROLES.get(r, r)} {getattr(self.data, r).name} "
-                              f"({getattr(self.data, r).split})" for r in changed)
-            raise DataError(f"the data changed since checkpoint {path} was written: {names}; "
-                            "its images, labels or list differ from the checkpoint's: restore "
-                            "the data the run started with, or train afresh in another --out")
-
     def resume(self, from_previous: bool = False) -> bool:
-        """Continue from ``checkpoints/last.pt`` (``from_previous``: from ``prev.pt``, setting
-        ``last.pt`` aside) if there is one; drop later log lines. A damaged last.pt is refused,
-        naming a whole prev.pt to go on from; a missing one (a kill between the two renames of
-        a checkpoint write) is replaced by prev.pt."""
-        if self.run_dir is None:
+        """Continue from the checkpoint the saver's policy picks (``from_previous``: from
+        ``prev.pt``, setting ``last.pt`` aside), if there is one; drop later log records."""
+        path = self.saver.to_resume(from_previous) if self.saver is not None else None
+        if path is None:
             return False
-        last, previous = self.run_dir / LAST, self.run_dir / PREVIOUS
+        # On the CPU first; load_state_dict moves weights and optimiser state to the device.
+        self.load_state_dict(self.saver.read(path))
         if from_previous:
-            if not previous.is_file():
-                raise UsageError(f"--resume-from prev: {previous} does not exist; continue "
-                                 "with --resume")
-            path = previous
-        elif last.is_file():
-            path = last
-        elif previous.is_file():
-            path = previous
-        else:
-            return False
-        try:
-            header, state = read_checkpoint(path, map_location="cpu")
-        except CorruptCheckpoint as exc:
-            raise CorruptCheckpoint(exc.reason, self._offer(path, previous)) from None
-        self.check_identity(path, header)
-        # On the CPU first: generator states must stay CPU tensors; load_state_dict moves
-        # weights and optimiser state to the training device.
-        self.load_state_dict(state)
-        if from_previous and last.exists() and self.world.main:  # kept, never deleted
-            self.set_aside = last.with_name(f"last-set-aside-{time.strftime('%Y%m%d-%H%M%S')}.pt")
-            os.replace(last, self.set_aside)
+            self.set_aside = self.saver.set_last_aside()
         self.saved_step, self.resumed_from = self.step, path
-        metrics = self.run_dir / METRICS
-        if metrics.is_file() and self.world.main:
-            kept = [line for line, record in metrics_records(metrics)
-                    if record.get("step", 0) <= self.step]
-            write_text(metrics, "".join(line + "\n" for line in kept))
+        self.run_log.resumed_at(self.step)
         return True
-
-    @staticmethod
-    def _offer(damaged: Path, previous: Path) -> str:
-        """What to do about a damaged checkpoint: go on from a whole previous one, if any."""
-        step = checkpoint_step(previous) if damaged != previous else None
-        if step is not None:
-            return (f"the previous checkpoint {previous} (step {step}) is whole: continue "
-                    "from it with --resume-from prev (the damaged file is set aside, not "
-                    "deleted)")
-        return "restore it, or train again in another --out"
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -559,7 +453,7 @@ class Trainer:
         if last is None:
             last = self.evaluate()
             last["validation"] = self.validation_scores()
-        self.close_board()
+        self.run_log.close()
         return {"evaluation": last, "train_time_s": train_time,
                 "steps_trained": self.step - first_step,
                 "wall_time_s": time.perf_counter() - start_wall, "steps_run": self.step}
@@ -627,7 +521,7 @@ class Trainer:
         logged = self.method.logged_only()
         record = {
             "step": self.step,
-            "lr": self.cfg.trainer.lr * self.lr_factor(self.step - 1),
+            "lr": self.schedule.lr(self.step - 1),
             # the loss terms (and their total), and apart from them what the method declares
             # a metric (the discriminator's accuracy, FixMatch's mask rate)
             "losses": {k: v for k, v in means.items() if k not in logged},
@@ -645,46 +539,11 @@ class Trainer:
         if "validation" in evaluation:  # label-free model-selection scores
             record["validation"] = evaluation["validation"]
         record.update(self.method.logged_values())  # its schedule (DANN's GRL coefficient)
-        if self.run_dir is not None and self.world.main:
-            append_line(self.run_dir / METRICS, json.dumps(record))
-            self.board_scalars(record)
-
-    def board_scalars(self, record: dict) -> None:
-        """The record's numbers as TensorBoard scalars (trainer.tensorboard, with the
-        tensorboard package installed: the extra 'tensorboard'), under <run>/tensorboard/."""
-        if self._board is False or not self.cfg.trainer.tensorboard:
-            return
-        if self._board is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # the optional extra is not installed
-                self._board = False
-                return
-            # a resumed run: events after its checkpoint, written before the stop, are dropped
-            purge = self.saved_step + 1 if self.saved_step else None
-            self._board = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
-        step = record["step"]
-        for group in ("losses", "train_metrics", "accuracy", "mean_class_accuracy",
-                      "validation"):
-            for name, value in record.get(group, {}).items():
-                self._board.add_scalar(f"{group}/{name}", value, step)
-        for name in ("lr", *self.method.logged_values(), "steps_per_s", "data_wait_fraction",
-                     "skipped_steps"):
-            if record.get(name) is not None:
-                self._board.add_scalar(f"train/{name}", record[name], step)
-        self._board.flush()
-
-    def close_board(self) -> None:
-        if self._board:
-            self._board.close()
-            self._board = None
+        self.run_log.write(record)
 
     def checkpoint(self) -> None:
         """Write the checkpoint (process 0; every process takes part in gathering it)."""
-        if self.run_dir is None:
+        if self.saver is None:
             return
-        state = self.state_dict()
-        if self.world.main:
-            save_checkpoint(state, self.run_dir / LAST, self.fingerprints(),
-                            previous=self.run_dir / PREVIOUS)
+        self.saver.save(self.state_dict())
         self.saved_step = self.step
