@@ -42,8 +42,10 @@ class RunLog:
         """Drop the records after ``step``: a resumed run writes them again. TensorBoard's
         events after it are purged when its writer opens."""
         self._purge = step + 1 if step else None
-        metrics = self.run_dir / METRICS if self.run_dir is not None else None
-        if self.writes and metrics.is_file():
+        if not self.writes:  # writes implies a run folder
+            return
+        metrics = self.run_dir / METRICS
+        if metrics.is_file():
             kept = [line for line, record in metrics_records(metrics)
                     if record.get("step", 0) <= step]
             write_text(metrics, "".join(line + "\n" for line in kept))
