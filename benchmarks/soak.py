@@ -49,7 +49,8 @@ TIMINGS = ("steps_per_s", "data_wait_fraction")
 
 def command(seed: int, out: Path, resume: bool) -> list[str]:
     return [sys.executable, "-m", "pnl_da", "run", "digits", "uci->mnist-sample",
-            f"seed={seed}", *SETTINGS, "--out", str(out), *(["--resume"] if resume else [])]
+            f"seed={seed}", *SETTINGS, "--out", str(out), *(["--resume"] if resume else []),
+            "--debug"]  # an unexpected failure then comes with its traceback (same exit codes)
 
 
 def environment() -> dict:
@@ -72,7 +73,7 @@ def soak_one(index: int, seed: int, work: Path, duration: float, max_faults: int
     """One run, stopped ``1..max_faults`` times at random moments, resumed until it ends."""
     out = work / "soak" / f"run{index:03d}"
     wanted = rng.randint(1, max_faults)
-    faults, resumes, unexpected, launches, early = [], 0, [], 0, []
+    faults, resumes, unexpected, launches, early, on_the_way_out = [], 0, [], 0, [], []
     while True:
         resume = launches > 0
         launches += 1
@@ -100,16 +101,20 @@ def soak_one(index: int, seed: int, work: Path, duration: float, max_faults: int
             elif kind == "SIGKILL" and code != -signal.SIGKILL:
                 unexpected.append(f"{kind}: {code}")
             elif kind in EXIT and code != EXIT[kind]:
-                unexpected.append(f"{kind}: {code} ({err.strip()[-200:]})")
+                unexpected.append(f"{kind}: {code}\n{err.strip()}")
+            elif kind in EXIT and "(on the way out: " in err:
+                # the stop's unwinding raised another error (a library left half done):
+                # reported as the stop, counted here, printed in full under --debug
+                on_the_way_out.append(f"{kind}\n{err.strip()}")
         elif code != 0:
-            unexpected.append(f"no fault: {code} ({err.strip()[-200:]})")
+            unexpected.append(f"no fault: {code}\n{err.strip()}")
         if code == 0:
             break
         if launches > 4 * max_faults + 4:
             unexpected.append("never finished")
             break
     return {"index": index, "seed": seed, "out": out, "faults": faults, "resumes": resumes,
-            "unexpected": unexpected, "early": early}
+            "unexpected": unexpected, "early": early, "on_the_way_out": on_the_way_out}
 
 
 def metrics_without_timings(path: Path) -> list[dict]:
@@ -170,7 +175,9 @@ def main() -> int:
             print(f"run {i}: seed {result['seed']}, faults {','.join(result['faults']) or '-'}, "
                   f"{'equal' if equal else 'DIFFERENT'}"
                   + (f", lost {lost}" if lost else "") + (f", stale {stale}" if stale else "")
-                  + (f", unexpected {result['unexpected']}" if result["unexpected"] else ""),
+                  + "".join(f"\n  unexpected exit, {u}" for u in result["unexpected"])
+                  + "".join(f"\n  error on the way out of a stop, {u}"
+                            for u in result["on_the_way_out"]),
                   file=sys.stderr)
         return result
 
@@ -186,6 +193,8 @@ def main() -> int:
         ("files lost", sum(len(r["lost"]) for r in results)),
         ("stale temporary files and locks", sum(r["stale"] for r in results)),
         ("unexpected exit codes", sum(len(r["unexpected"]) for r in results)),
+        ("stops whose unwinding raised another error (exit code right, error named)",
+         sum(len(r["on_the_way_out"]) for r in results)),
         *((f"SIGTERM/SIGINT at Python's {when}, outside pnl-da's handlers (default action)",
            sum(r["early"].count(when) for r in results)) for when in ("start-up", "exit")),
     ]

@@ -554,7 +554,10 @@ def _interrupted_message(exc: KeyboardInterrupt, command: str | None, argv: list
     signum = getattr(exc, "signum", signal.SIGINT)
     how = "interrupted (Ctrl-C)" if signum == signal.SIGINT else \
         f"stopped by {signal.Signals(signum).name}"
-    if not isinstance(exc, Interrupted):
+    during = getattr(exc, "during", None)
+    if during is not None:  # what the stop's unwinding raised, named rather than hidden
+        how += f" (on the way out: {type(during).__name__}: {first_line(during)})"
+    if not isinstance(exc, Interrupted) or exc.out_dir is None:
         return how
     at = f" at step {exc.step}" if exc.step is not None else ""
     if not exc.has_checkpoint:
@@ -618,12 +621,10 @@ def _main(argv: list[str]) -> int:
             raise UsageError(f"unrecognized argument '{bad}' for `pnl-da {args.command}` "
                              f"(see `pnl-da {args.command} --help`)")
         return args.func(args)
-    except PnlError as exc:
-        if debug:  # the traceback as well, and the same exit code
-            traceback.print_exc()
-        print(f"pnl-da: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt as exc:  # SIGINT or SIGTERM: 128 + the signal, as a shell reports
+        during = getattr(exc, "during", None)
+        if debug and during is not None:
+            traceback.print_exception(during)
         print(f"pnl-da: {_interrupted_message(exc, command, argv)}", file=sys.stderr)
         return 128 + getattr(exc, "signum", signal.SIGINT)
     except BrokenPipeError:
@@ -635,6 +636,19 @@ def _main(argv: list[str]) -> int:
             pass
         return 141  # 128 + SIGPIPE
     except Exception as exc:  # an unexpected failure: still one line unless --debug
+        from pnl_da.engine.signals import stopped_by
+
+        if stopped_by() is not None:  # raised while a signal unwound the command: the stop's
+            if debug:                 # doing, even where it reads as a refusal
+                traceback.print_exc()
+            stop = Interrupted(None, None, stopped_by(), during=exc)
+            print(f"pnl-da: {_interrupted_message(stop, command, argv)}", file=sys.stderr)
+            return 128 + stop.signum
+        if isinstance(exc, PnlError):
+            if debug:  # the traceback as well, and the same exit code
+                traceback.print_exc()
+            print(f"pnl-da: error: {exc}", file=sys.stderr)
+            return exc.exit_code
         if debug:
             traceback.print_exc()
             return 1

@@ -41,13 +41,14 @@ class Stopped(KeyboardInterrupt):
 
 class Interrupted(KeyboardInterrupt):
     """A run stopped by a signal: the folder, the step it stopped at, the step of the
-    checkpoint it keeps (None: none to resume) and the signal (exit code 128 + signal)."""
+    checkpoint it keeps (None: none to resume) and the signal (exit code 128 + signal);
+    ``during``: an error raised while the signal unwound the process, if one was."""
 
     def __init__(self, out_dir, checkpoint_step: int | None, signum: int,
-                 step: int | None = None):
+                 step: int | None = None, during: BaseException | None = None):
         super().__init__(str(out_dir))
         self.out_dir, self.checkpoint_step, self.signum = out_dir, checkpoint_step, signum
-        self.step = step
+        self.step, self.during = step, during
 
     @property
     def has_checkpoint(self) -> bool:

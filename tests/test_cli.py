@@ -238,6 +238,37 @@ def test_ctrl_c_says_what_is_kept_and_how_to_go_on(capsys, tmp_path, monkeypatch
     assert code == 0, err
 
 
+def test_an_error_raised_while_a_signal_unwinds_is_reported_as_the_stop(capsys, tmp_path,
+                                                                        monkeypatch):
+    """A signal outside the loop can leave a library half done, and its unwinding can raise
+    another error: still the stop (exit 130, what is kept, how to go on), naming that error."""
+    import signal as signals_module
+
+    import pnl_da.engine.run as run_module
+
+    def broken_on_the_way_out(*args, **kwargs):  # Ctrl-C while writing the result
+        try:
+            signals_module.raise_signal(signals_module.SIGINT)
+        except KeyboardInterrupt:
+            raise RecursionError("maximum recursion depth exceeded") from None
+        raise AssertionError("the handler did not stop the process")
+
+    monkeypatch.setattr(run_module, "per_class_table", broken_on_the_way_out)
+    out = tmp_path / "out"
+    args = ["run", "digits", "uci->ms", "method=source_only", "--out", str(out), *FAST]
+    code, _, err = run_cli(capsys, *args)
+    line = err.strip().splitlines()[-1]
+    assert code == 130, err
+    assert line.startswith("pnl-da: interrupted (Ctrl-C) (on the way out: RecursionError: "
+                           "maximum recursion depth exceeded)"), line
+    assert "keeps its checkpoint of step 4" in line and line.endswith("--resume"), line
+    assert not (out / "result.json").exists()
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, *args, "--resume")
+    assert code == 0, err
+    assert (out / "result.json").is_file()
+
+
 def test_resume_drops_a_metrics_line_cut_short_by_a_kill(capsys, tmp_path):
     # metrics.jsonl is appended, not replaced: a process killed mid-write leaves half a line
     out = tmp_path / "run"

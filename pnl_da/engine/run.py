@@ -230,9 +230,12 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False, log=print,
         remove_empty_folders(created)
         if isinstance(exc, Interrupted):
             raise
+        stop = signals.stopped_by()
         if isinstance(exc, KeyboardInterrupt):  # a signal outside the training loop
             raise Interrupted(out_dir, kept_step(out_dir),
                               getattr(exc, "signum", signal.SIGINT)) from None
+        if stop is not None:  # raised while the stop unwound (even a refusal is its doing)
+            raise Interrupted(out_dir, kept_step(out_dir), stop, during=exc) from None
         if isinstance(exc, WriteFailed) and out_dir.resolve() in exc.path.resolve().parents:
             step = kept_step(out_dir)
             kept = (f"{out_dir} keeps its checkpoint of step {step}: {go_on}" if step is not None

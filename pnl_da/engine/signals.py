@@ -5,6 +5,11 @@ While the training loop runs, the first signal is only recorded; the loop finish
 writes a checkpoint of that step and stops (``Trainer.fit``). Outside the loop (loading data,
 writing the result) and for a second signal, the signal stops the process at once, as a
 ``Stopped`` exception that unwinds through the atomic writers (they leave no half file).
+
+An exception raised at an arbitrary point can leave a library it passed through inconsistent,
+and its unwinding can then raise another error (as Python's documentation of KeyboardInterrupt
+warns). Such an error is still the signal's doing: ``stopped_by`` names the signal, and the
+command reports the stop (exit 128 + the signal) with that error in its line.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import threading
 from pnl_da.errors import Stopped
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
-_state = {"defer": 0, "received": None, "depth": 0, "previous": {}, "chained": {}}
+_state = {"defer": 0, "received": None, "stopped": None, "depth": 0, "previous": {},
+          "chained": {}}
 
 
 def received() -> int | None:
@@ -25,7 +31,14 @@ def received() -> int | None:
     return _state["received"]
 
 
+def stopped_by() -> int | None:
+    """The first signal the last command got (recorded in the loop or raised outside it), if
+    any; kept after the handlers are taken down, for the error paths that report the stop."""
+    return _state["stopped"]
+
+
 def _handler(signum, frame):
+    _state["stopped"] = _state["stopped"] or signum
     if _state["defer"] and _state["received"] is None:
         _state["received"] = signum
         return
@@ -64,7 +77,8 @@ def handled():
     previous = {s: signal.getsignal(s) for s in HANDLED
                 if signal.getsignal(s) is not signal.SIG_IGN}
     chained = {s: signal.getsignal(s) for s in _job_system_signals()}
-    _state.update(received=None, depth=1, previous={**previous, **chained}, chained=chained)
+    _state.update(received=None, stopped=None, depth=1, previous={**previous, **chained},
+                  chained=chained)
     for s in _state["previous"]:
         signal.signal(s, _handler)
     try:
