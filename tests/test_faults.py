@@ -579,7 +579,8 @@ def test_on_nan_skip_skips_the_steps_and_counts_them(capsys, tmp_path, monkeypat
 def test_soak_of_five_runs_loses_nothing(tmp_path):
     out = tmp_path / "soak.md"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks/soak.py"), "--runs", "5",
-                           "--configs", "1", "--jobs", "2", "--out", str(out)], cwd=ROOT,
+                           "--configs", "1", "--max-faults", "1", "--jobs", "2", "--out",
+                           str(out)], cwd=ROOT,
                           env=env_one_thread(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     table = out.read_text()
