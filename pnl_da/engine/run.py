@@ -234,7 +234,9 @@ def execute(cfg: DictConfig, out_dir: Path, resume: bool = False, log=print,
         if isinstance(exc, KeyboardInterrupt):  # a signal outside the training loop
             raise Interrupted(out_dir, kept_step(out_dir),
                               getattr(exc, "signum", signal.SIGINT)) from None
-        if stop is not None:  # raised while the stop unwound (even a refusal is its doing)
+        # an error raised while the stop unwound is the stop's doing, even one that reads as a
+        # refusal; an exit (SystemExit) is left alone
+        if stop is not None and isinstance(exc, Exception):
             raise Interrupted(out_dir, kept_step(out_dir), stop, during=exc) from None
         if isinstance(exc, WriteFailed) and out_dir.resolve() in exc.path.resolve().parents:
             step = kept_step(out_dir)

@@ -94,6 +94,9 @@ def pass_on(signum: int) -> None:
     requeues the job and exits."""
     handler = _state["chained"].get(signum)
     if handler is not None:
+        # what it raises or exits with is its word to the job system (submitit: requeued, or
+        # not), never an error on the way out of the stop
+        _state["stopped"] = None
         handler(signum, None)
 @contextlib.contextmanager
 def deferred():
