@@ -638,8 +638,10 @@ def _main(argv: list[str]) -> int:
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         from pnl_da.engine.signals import stopped_by
 
-        if stopped_by() is not None:  # raised while a signal unwound the command: the stop's
-            if debug:                 # doing, even where it reads as a refusal
+        # raised while a signal unwound the command: the stop's doing, even where it reads as
+        # a refusal
+        if stopped_by() is not None:
+            if debug:
                 traceback.print_exc()
             stop = Interrupted(None, None, stopped_by(), during=exc)
             print(f"pnl-da: {_interrupted_message(stop, command, argv)}", file=sys.stderr)
