@@ -28,7 +28,7 @@ def _progress(step: int, total: int) -> float:
 @register_schedule("inverse")
 def inverse(step: int, total: int, tcfg) -> float:
     """tllib's: (1 + gamma * step) ** -decay (trainer.lr_gamma, trainer.lr_decay)."""
-    return lr_factor(step, tcfg.lr_gamma, tcfg.lr_decay)
+    return (1.0 + tcfg.lr_gamma * step) ** (-tcfg.lr_decay)
 
 
 @register_schedule("cosine")
@@ -41,11 +41,6 @@ def cosine(step: int, total: int, tcfg) -> float:
 def fixmatch_cosine(step: int, total: int, tcfg) -> float:
     """FixMatch's and USB's cos(7 pi p / 16), p = step / total: 0.195 at the end, not 0."""
     return math.cos(7 * math.pi * _progress(step, total) / 16)
-
-
-def lr_factor(step: int, gamma: float, decay: float) -> float:
-    """tllib's schedule: lr * (1 + gamma * step) ** -decay."""
-    return (1.0 + gamma * step) ** (-decay)
 
 
 def total_steps(tcfg, train_images: int) -> int:
