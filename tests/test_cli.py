@@ -256,7 +256,13 @@ def test_an_error_raised_while_a_signal_unwinds_is_reported_as_the_stop(capsys, 
     monkeypatch.setattr(run_module, "per_class_table", broken_on_the_way_out)
     out = tmp_path / "out"
     args = ["run", "digits", "uci->ms", "method=source_only", "--out", str(out), *FAST]
-    code, _, err = run_cli(capsys, *args)
+    # Ctrl-C reaches a terminal's foreground job; tests started as a shell's background job
+    # (`make test &`) run with SIGINT ignored, which pnl-da rightly keeps ignored
+    previous = signals_module.signal(signals_module.SIGINT, signals_module.default_int_handler)
+    try:
+        code, _, err = run_cli(capsys, *args)
+    finally:
+        signals_module.signal(signals_module.SIGINT, previous)
     line = err.strip().splitlines()[-1]
     assert code == 130, err
     assert line.startswith("pnl-da: interrupted (Ctrl-C) (on the way out: RecursionError: "
