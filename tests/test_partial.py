@@ -296,3 +296,11 @@ def test_an_empty_target_after_filtering_is_a_data_error(tmp_path):
     with pytest.raises(DataError) as excinfo:
         task.target_subset(data, "all")
     assert "holds no image" in one_line_error(excinfo)
+
+
+def test_list_names_each_benchmarks_partial_protocol(capsys):
+    code, out, _ = run_cli(capsys, "list", "benchmarks")
+    assert code == 0
+    lines = [line.strip() for line in out.splitlines() if "partial-set" in line]
+    assert len(lines) == 4  # digits, office31, officehome, visda2017 (folders: its data decide)
+    assert "keeps 10 of 31 classes: back_pack, bike, calculator" in "\n".join(lines)
