@@ -304,3 +304,24 @@ def test_list_names_each_benchmarks_partial_protocol(capsys):
     lines = [line.strip() for line in out.splitlines() if "partial-set" in line]
     assert len(lines) == 4  # digits, office31, officehome, visda2017 (folders: its data decide)
     assert "keeps 10 of 31 classes: back_pack, bike, calculator" in "\n".join(lines)
+
+
+def test_office31_partial_protocol_on_image_lists_with_pada(tmp_path, capsys):
+    """tllib's layout (lists and JPEG files, read through the cache and data workers' path):
+    the protocol keeps back_pack and bike of the three fake classes, PADA's pass reads them."""
+    from tests.fake_datasets import make_office31
+    from tests.test_office import TINY
+
+    make_office31(tmp_path)  # classes back_pack, bike, bike_helmet; 4 images each
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "run", "office31", "A->W", "benchmark.partial=true",
+                           "method=pada", "--data-root", str(tmp_path), "--out", str(out), *TINY)
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["target_classes"]) == 10
+    rows = {r.split(",")[0]: int(r.split(",")[1])
+            for r in (out / "per_class.csv").read_text().splitlines()[1:-1]}
+    assert rows["back_pack"] == rows["bike"] == 4 and rows["bike_helmet"] == 0
+    weights = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["class_weight"]
+    # refreshed at step 2 of 4 (one pass: 8 target images, 4 a step): no longer all 1
+    assert len(weights) == 31 and min(weights.values()) < 1.0 == max(weights.values())
