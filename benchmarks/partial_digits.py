@@ -41,7 +41,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.digits_tasks import _slug, accuracy, cell, run_all, write_report  # noqa: E402
+from benchmarks.digits_tasks import (  # noqa: E402
+    _slug,
+    accuracy,
+    cell,
+    choose,
+    run_all,
+    write_report,
+)
 
 LOW, HIGH = tuple("01234"), tuple("56789")
 CHOICE_TASKS = (("uci->mnist-sample", LOW), ("mnist-sample->uci", LOW))
@@ -113,14 +120,7 @@ def main() -> int:
               for label, overrides in candidates.items() for seed in SEEDS}
     run_all(phase1, args.jobs, args.runs)
     acc = {key: accuracy(out) for key, (_, out) in phase1.items()}
-    chosen = {}
-    for method, candidates in CANDIDATES.items():
-        means = {label: statistics.mean(acc[t, method, label, s] for t in CHOICE_TASKS
-                                        for s in SEEDS) for label in candidates}
-        chosen[method] = max(candidates, key=lambda label: (means[label],
-                                                            -list(candidates).index(label)))
-        print(f"{method}: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
-              + f" -> {chosen[method]}", flush=True)
+    chosen = choose(acc, CANDIDATES, CHOICE_TASKS, SEEDS)
 
     # phase 2: the chosen configurations on the held-out tasks; phase 3: PNL's ablation
     tasks = (*CHOICE_TASKS, *HELD_OUT_TASKS)

@@ -132,6 +132,24 @@ def test_folders_a_labeled_target_with_some_classes_runs_partial_set_on_request(
     assert not (tmp_path / "run").exists()
 
 
+def resumed(cfg, data, folder, stop_at: int) -> Trainer:
+    """A run stopped after its checkpoint at ``stop_at`` and resumed to the end."""
+    first = Trainer(cfg, data, folder)
+    first.fit(stop_at=stop_at)
+    del first
+    second = Trainer(cfg, data, folder)
+    assert second.resume() and second.step == stop_at
+    second.fit()
+    return second
+
+
+def assert_same_state(a: Trainer, b: Trainer) -> None:
+    state_a, state_b = a.method.state_dict(), b.method.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+
+
 # -- PADA -------------------------------------------------------------------------------------
 
 def test_pada_class_weights_are_the_tempered_mean_prediction_over_its_largest():
@@ -180,15 +198,7 @@ def test_pada_recomputes_its_weights_once_per_pass_over_the_target_and_resumes_e
                     (18, len(data.target_train))]
     assert not torch.equal(straight.method.class_weight, torch.ones(10))
 
-    first = Trainer(cfg, data, tmp_path / "cut")
-    first.fit(stop_at=16)
-    del first
-    second = Trainer(cfg, data, tmp_path / "cut")
-    assert second.resume() and second.step == 16
-    second.fit()
-    a, b = straight.method.state_dict(), second.method.state_dict()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_state(straight, resumed(cfg, data, tmp_path / "cut", 16))
 
     # by default one pass per epoch: the target's images over the batch size, rounded up
     default = Trainer(make_cfg("method=pada", "benchmark.partial=true"), data)
@@ -274,16 +284,8 @@ def test_a_partial_pnl_run_resumes_exactly(tmp_path):
     data = load_data(cfg)
     straight = Trainer(cfg, data, tmp_path / "straight")
     straight.fit()
-    first = Trainer(cfg, data, tmp_path / "cut")
-    first.fit(stop_at=8)
-    del first
-    second = Trainer(cfg, data, tmp_path / "cut")
-    assert second.resume() and second.step == 8
-    second.fit()
-    a, b = straight.method.state_dict(), second.method.state_dict()
-    assert "target_share.model_mean" in a
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert "target_share.model_mean" in straight.method.state_dict()
+    assert_same_state(straight, resumed(cfg, data, tmp_path / "cut", 8))
 
 
 def test_an_empty_target_after_filtering_is_a_data_error(tmp_path):
