@@ -171,6 +171,10 @@ def test_pada_weighted_losses_follow_tllib():
     per_image = F.cross_entropy(logits, labels, reduction="none")
     expected = (per_image * weight[labels]).sum() / weight[labels].sum()
     assert torch.allclose(supervised, expected)  # class 2 (weight 0) adds nothing
+    assert torch.allclose(supervised, F.cross_entropy(logits, labels, weight=weight))
+    only_absent = Method.supervised_loss(Outputs(torch.zeros(2, 2), [logits[4:]]), labels[4:],
+                                         weight)
+    assert only_absent == 0  # where F.cross_entropy's weighted mean is 0 / 0
 
     w_s, w_t = class_weighted(weight, labels)
     assert torch.equal(w_s, weight[labels]) and torch.allclose(w_t, torch.full((6,), 0.5))

@@ -266,10 +266,14 @@ class Method(nn.Module):
     @staticmethod
     def supervised_loss(outputs: Outputs, labels: torch.Tensor,
                         class_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Cross-entropy of every head; ``class_weight`` (C,): F.cross_entropy's, so the mean
-        is over the batch's weights (PADA's weighted source loss, as tllib's)."""
-        return sum(F.cross_entropy(z.float(), labels, weight=class_weight)
-                   for z in outputs.logits)
+        """Cross-entropy of every head. With ``class_weight`` (C,), F.cross_entropy's weighted
+        mean ``sum_i w(y_i) l_i / sum_i w(y_i)`` (PADA's source loss, as tllib's), except that
+        a batch whose weights are all 0 gives 0 where F.cross_entropy gives NaN."""
+        if class_weight is None:
+            return sum(F.cross_entropy(z.float(), labels) for z in outputs.logits)
+        weights = class_weight[labels].float()
+        return sum((F.cross_entropy(z.float(), labels, reduction="none") * weights).sum()
+                   / weights.sum().clamp_min(1e-12) for z in outputs.logits)
 
     def align(self, source: Outputs, target: Outputs, losses: dict,
               weights: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
