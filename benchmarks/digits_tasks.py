@@ -106,6 +106,20 @@ def cell(values: list[float]) -> str:
             if len(values) > 1 else f"{values[0]:.2f}")
 
 
+def choose(acc: dict, candidates: dict, tasks, seeds) -> dict[str, str]:
+    """Each method's candidate with the highest mean accuracy over ``tasks`` x ``seeds`` (ties:
+    the one listed first); ``acc``: (task, method, candidate, seed) -> accuracy."""
+    chosen = {}
+    for method, options in candidates.items():
+        means = {label: statistics.mean(acc[t, method, label, s] for t in tasks for s in seeds)
+                 for label in options}
+        chosen[method] = max(options, key=lambda label: (means[label],
+                                                         -list(options).index(label)))
+        print(f"{method}: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
+              + f" -> {chosen[method]}", flush=True)
+    return chosen
+
+
 def write_report(lines: list[str], n_jobs: int, out: Path) -> None:
     """The study scripts' common footer (machine, parallelism), then print and save."""
     lines += ["", f"Machine: {machine()}; one thread a run, {n_jobs} runs at a time."]
@@ -134,14 +148,7 @@ def main() -> int:
                         task, method, "bottleneck 0", BOTTLENECK_0, seed, args.runs, args.steps)
     run_all(phase1, args.jobs, args.runs)
     acc1 = {key: accuracy(out) for key, (_, out) in phase1.items()}
-    chosen = {}
-    for method, candidates in CANDIDATES.items():
-        means = {label: statistics.mean(acc1[t, method, label, s] for t in CHOICE_TASKS
-                                        for s in SEEDS) for label in candidates}
-        chosen[method] = max(candidates, key=lambda label: (means[label],
-                                                            -list(candidates).index(label)))
-        print(f"{method}: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
-              + f" -> {chosen[method]}", flush=True)
+    chosen = choose(acc1, CANDIDATES, CHOICE_TASKS, SEEDS)
 
     # phase 2: the chosen configurations on the held-out tasks
     phase2 = {(task, method, chosen[method], seed): plan(

@@ -42,3 +42,11 @@ class Align(Choice):
     none = "none"
     dann = "dann"
     cdan = "cdan"
+
+
+class Toggle(Choice):
+    """On, off, or decided by the run (``auto``)."""
+
+    auto = "auto"
+    true = "true"
+    false = "false"

@@ -353,6 +353,10 @@ def cmd_list(args) -> int:
             for d in bench.domains:
                 alias = f" ({', '.join(d.aliases)})" if d.aliases else ""
                 print(f"    {d.name}{alias}: {d.description}")
+            if bench.partial_protocol:
+                kept = bench.partial_protocol
+                print(f"    partial-set (benchmark.partial=true): the target keeps {len(kept)} of "
+                      f"{bench.num_classes} classes: {', '.join(kept)}")
     if what in ("methods", "all"):
         def in_order(names):  # the methods' own order, as in the report's tables
             return sorted(names, key=lambda name: (METHODS[name].order, name))

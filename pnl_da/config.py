@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pnl_da.choice import Choice
+from pnl_da.choice import Choice, Toggle
 from pnl_da.engine.schedule import SCHEDULES
 from pnl_da.errors import UsageError
 from pnl_da.resources import packaged_dir
@@ -36,12 +36,6 @@ class Precision(Choice):
     auto = "auto"  # bf16 on GPU, fp32 on CPU
     fp32 = "fp32"
     bf16 = "bf16"
-
-
-class Toggle(Choice):
-    auto = "auto"
-    true = "true"
-    false = "false"
 
 
 # the learning-rate schedules registered in pnl_da/engine/schedule.py (their maths is there)
@@ -75,6 +69,14 @@ class BenchmarkConfig:
     # the class names, in label order, of a benchmark whose classes come from its data
     # (folders: the source's class folders), filled in when the run is composed
     classes: list[str] = field(default_factory=list)
+    # Partial-set adaptation: the target holds only some of the source's classes. true: the
+    # benchmark's partial protocol (tllib's default_partial; digits: 0-4; folders: the target's
+    # class folders) fills target_classes in when the run is composed. The label space stays the
+    # source's; methods with a partial-set form (PNL's method.partial=auto) switch it on.
+    partial: bool = False
+    # the class names the target keeps, in training and evaluation alike (setting it makes the
+    # run partial-set); null: every class
+    target_classes: list[str] | None = None
 
 
 @dataclass
@@ -353,6 +355,10 @@ def _check_ssl_only_options(cfg: DictConfig, overrides: list[str]) -> None:
         raise UsageError(f"method.align={cfg.method.align} aligns a source domain with a target "
                          "domain; a semi-supervised run has one dataset, so leave method.align "
                          "out (domain adaptation: `pnl-da run`)")
+    if cfg.method.get("partial", "auto") == "true":
+        raise UsageError("method.partial=true is the partial-set form of domain adaptation (a "
+                         "target lacking some of the source's classes: `pnl-da run`); leave it "
+                         "out of a semi-supervised run")
     keys = {item.partition("=")[0] for item in overrides}
     if cfg.method.target_view == "none" and "trainer.unlabeled_batch_size" in keys:
         raise UsageError(f"'trainer.unlabeled_batch_size' changes nothing: {cfg.method.name} "
@@ -470,6 +476,8 @@ def _one_line_config_error(exc: BaseException, mode: str = "da") -> str:
         kind = _field_type(cause.object_type, cause.key)
         if isinstance(kind, type) and issubclass(kind, Enum):
             wanted = "choose one of: " + ", ".join(m.value for m in kind)
+        elif list in {typing.get_origin(t) for t in (kind, *typing.get_args(kind))}:
+            wanted = f"expected a list in brackets, e.g. '{cause.full_key}=[a,b]'"
         else:
             wanted = f"expected {getattr(kind, '__name__', 'a value of another type')}"
         return f"bad value '{cause.value}' for '{cause.full_key}'; {wanted}"

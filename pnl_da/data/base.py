@@ -28,6 +28,13 @@ class DomainData:
     def labeled(self) -> bool:
         return is_labeled(self.labels)
 
+    def keep_classes(self, kept: set[int]) -> DomainData:
+        """Only the images whose label is in ``kept`` (the target of a partial-set run)."""
+        import dataclasses
+
+        chosen = torch.isin(self.labels, torch.tensor(sorted(kept), dtype=self.labels.dtype))
+        return dataclasses.replace(self, images=self.images[chosen], labels=self.labels[chosen])
+
     def fingerprint(self) -> str:
         """A digest of the images and labels (about 0.1 s for MNIST's 47 MB): a checkpoint
         records it, so a run never resumes on data other than the data it started with."""
@@ -77,6 +84,9 @@ class Benchmark:
     # a labeled target may hold only some of the classes (folders); otherwise source and
     # target lists must name the same classes
     partial_targets: bool = False
+    # the classes a partial-set target keeps under ``benchmark.partial=true`` (tllib's
+    # default_partial protocols)
+    partial_protocol: tuple[str, ...] = ()
 
     def domain(self, name: str, source: bool = False) -> Domain:
         """The domain called ``name`` (or one of its aliases); ``source``: it is a run's
@@ -94,6 +104,14 @@ class Benchmark:
         """The benchmark of a run whose configuration names ``classes`` (``folders``' come
         from its data; a preset's are its own)."""
         return self
+
+    def partial_classes(self, root: str, target: str) -> tuple[str, ...]:
+        """The classes a partial-set target keeps (``benchmark.partial=true``): the
+        benchmark's protocol; empty where the data decide and hold no classes to keep."""
+        if not self.partial_protocol:
+            raise UsageError(f"benchmark '{self.name}' has no partial-set protocol; list the "
+                             "classes the target keeps: benchmark.target_classes=[...]")
+        return self.partial_protocol
 
     def facts(self, root: str, source: str, target: str) -> dict:
         """Configuration values the data decide, read when a run is composed (none here)."""

@@ -229,8 +229,8 @@ def labeled_folder(path: Path, classes: tuple[str, ...], required: bool = False,
         raise DataError(f"{path} has class folders {what} does not have: {_shown(unknown)} "
                         f"(its classes: {_shown(classes)}); "
                         + ("rename them to its class names or move them out" if required else
-                           "a labeled target uses the source's class names (partial label sets "
-                           "are not supported yet): rename or move those folders"))
+                           "a labeled target uses the source's class names (it may hold only "
+                           "some of them): rename or move those folders"))
     if required and not known:
         raise DataError(f"{path} has no class folders; put each class's images in a subfolder "
                         f"named after the class (e.g. {classes[0]})")
@@ -355,6 +355,17 @@ class FolderBenchmark(Benchmark):
 
     def task_dirname(self, source: str, target: str) -> str:
         return f"{Path(source).name}2{Path(target).name}"
+
+    def partial_classes(self, root: str, target: str) -> tuple[str, ...]:
+        """The source's classes that a labeled target's class folders (or list) hold; none
+        for an unlabeled target."""
+        path = domain_path(root, target)
+        if path.is_dir():
+            present = set(top_of(path).folders)
+        else:
+            present = {self.class_names[y] for y in load_list(root, target, self.class_names).labels
+                       if y >= 0}
+        return tuple(c for c in self.class_names if c in present)
 
     def facts(self, root: str, source: str, target: str) -> dict:
         classes = source_classes(root, source)

@@ -48,6 +48,14 @@ class ImageListData:
     def __len__(self) -> int:
         return len(self.images)
 
+    def keep_classes(self, kept: set[int]) -> ImageListData:
+        """Only the images whose label is in ``kept`` (the target of a partial-set run)."""
+        import dataclasses
+
+        rows = [(p, y) for p, y in zip(self.images.paths, self.images.labels) if y in kept]
+        images = ImageList([p for p, _ in rows], [y for _, y in rows], self.images.source)
+        return dataclasses.replace(self, images=images)
+
 
 def read_image_list(path: Path, num_classes: int | None = None) -> ImageList:
     """Parse a list file; a malformed line or a label out of range is a DataError."""

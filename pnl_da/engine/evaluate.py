@@ -142,6 +142,29 @@ def outputs(model, batches, autocast, prediction: str = "mean", cuda_graphs: boo
     return torch.cat(probs), torch.cat(features), torch.cat(labels)
 
 
+@torch.no_grad()
+def head_logits(model, batches, autocast, cuda_graphs: bool = False) -> list[torch.Tensor]:
+    """The logits of each prediction head on every image of ``batches``, in eval mode, float,
+    on the CPU (PADA's pass over the target: ``Method.refresh``)."""
+    was_training = model.training
+    model.eval()
+    chunks: list[list[torch.Tensor]] = []
+    try:
+        for x, _ in batches:
+            if cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with autocast():
+                _, logits = model(x)
+            logits = logits[:getattr(model, "prediction_heads", len(logits))]
+            if not chunks:
+                chunks = [[] for _ in logits]
+            for chunk, z in zip(chunks, logits):
+                chunk.append(z.float().cpu())
+    finally:
+        model.train(was_training)
+    return [torch.cat(chunk) for chunk in chunks]
+
+
 def evaluate(model, batches, num_classes: int, autocast, cuda_graphs: bool = False,
              reduce=None) -> dict:
     """``{"heads": {"a": {...}, "b": {...}, "mean": {...}}, "confusion": {name: matrix}}``;

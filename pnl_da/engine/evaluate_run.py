@@ -67,7 +67,7 @@ def load_method(run_dir: Path, task, device):
     Teacher: its teacher) is restored too."""
     cfg, num_classes = task.cfg, task.num_classes
     method = create_method(cfg.method, create_model(cfg, num_classes, dual=task.dual_model),
-                           num_classes)
+                           num_classes, task.partial_set)
     method.load_state_dict(load_checkpoint(run_dir / LAST, map_location="cpu")["method"])
     return method.to(device)
 

@@ -171,6 +171,12 @@ class Task:
         """Two separate networks (semi-supervised ``ssl.model=dual``) instead of one."""
         return False
 
+    @property
+    def partial_set(self) -> bool:
+        """The unlabeled images may lack some of the labeled images' classes (partial-set
+        adaptation); a method's partial-set form reads it."""
+        return False
+
     def prediction_names(self, heads: dict) -> dict[str, str]:
         """What each evaluated prediction is, where the task names them."""
         return {}
@@ -308,6 +314,13 @@ class DomainAdaptation(Task):
         facts = get_benchmark(b.name).facts(cfg.data.root, b.source, b.target)
         for key, value in facts.items():
             OmegaConf.update(cfg, key, value)
+        benchmark = get_benchmark(b.name).bind(b.classes)
+        if b.partial and b.target_classes is None:
+            kept = benchmark.partial_classes(cfg.data.root, b.target)
+            b.target_classes = list(kept) if kept else None
+        if b.target_classes is not None:
+            b.partial = True
+            check_target_classes(list(b.target_classes), benchmark)
         super().resolve(cfg)
 
     @classmethod
@@ -316,7 +329,12 @@ class DomainAdaptation(Task):
 
     @classmethod
     def label_of(cls, config: dict) -> str:
-        return f"{config.get('benchmark.source')}->{config.get('benchmark.target')}"
+        label = f"{config.get('benchmark.source')}->{config.get('benchmark.target')}"
+        kept = config.get("benchmark.target_classes")
+        if kept:  # a partial-set task: the target's classes, or how many where they are long
+            names = ",".join(str(k) for k in kept)
+            label += f" [{names}]" if len(names) <= 24 else f" [{len(kept)} classes]"
+        return label
 
     no_labels = "no target labels, so no accuracy"
 
@@ -326,18 +344,52 @@ class DomainAdaptation(Task):
         names = {"accuracy": "accuracy", "mean_class_accuracy": "mean class accuracy"}
         first = result.get("headline", "accuracy")
         second = "mean_class_accuracy" if first == "accuracy" else "accuracy"
+        kept = result.get("target_classes")
+        over = f" over its {len(kept)} classes" if kept else ""
         return (f"{result['method']} {result['task']} seed {result['seed']}: target "
-                f"{names[first]} {m[first]:.2f}% ({names[second]} {m[second]:.2f}%, "
+                f"{names[first]} {m[first]:.2f}%{over} ({names[second]} {m[second]:.2f}%, "
                 f"prediction: {result.get('prediction', 'mean')}) -> {out / 'result.json'}")
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.benchmark.class_names or super().class_names
 
+    @property
+    def partial_set(self) -> bool:
+        """The target may lack some of the source's classes (``benchmark.partial``)."""
+        return bool(self.cfg.benchmark.partial)
+
+    def kept_labels(self) -> set[int] | None:
+        """The class indices the target keeps; None: every class."""
+        kept = self.cfg.benchmark.target_classes
+        if kept is None:
+            return None
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return {index[str(name)] for name in kept}
+
+    def target_subset(self, data, what: str):
+        """``data`` (a target split) with only the classes the target keeps."""
+        kept = self.kept_labels()
+        if kept is None:
+            return data
+        if not data.labeled:
+            raise DataError(f"target {data.name} has no labels, so its images cannot be chosen "
+                            "by class; leave benchmark.target_classes and benchmark.partial out "
+                            "(method.partial=true runs PNL's partial-set form on it)")
+        subset = data.keep_classes(kept)
+        if len(subset) == 0:
+            kept_names = ", ".join(self.cfg.benchmark.target_classes)
+            raise DataError(f"target {data.name} ({what}) holds no image of the classes "
+                            f"benchmark.target_classes keeps ({kept_names}); list classes it "
+                            "has")
+        return subset
+
     def default_out_dir(self) -> Path:
         b = self.cfg.benchmark
-        return Path("runs") / b.name / self.benchmark.task_dirname(b.source, b.target) / \
-            self.cfg.method.name / f"seed{self.cfg.seed}"
+        task = self.benchmark.task_dirname(b.source, b.target)
+        if b.target_classes is not None:  # beside the closed-set run of the same task
+            task += partial_tag(list(b.target_classes), self.benchmark.partial_protocol)
+        return Path("runs") / b.name / task / self.cfg.method.name / f"seed{self.cfg.seed}"
 
     def load(self) -> RunData:
         cfg = self.cfg
@@ -352,10 +404,13 @@ class DomainAdaptation(Task):
         # Office, folders), it is read, checked and prepared once and serves both.
         keys = [(d.name, d.resolve_split(s)) for d, s in wanted]
         raw: dict[tuple[str, str], object] = {}
-        for (domain, split), key in zip(wanted, keys):
+        for i, ((domain, split), key) in enumerate(zip(wanted, keys)):
             if key not in raw:
                 raw[key] = domain.load(cfg.data.root, split)
-        if raw[keys[2]].labeled and not self.benchmark.partial_targets:
+                if i:  # a target split: only the classes it keeps (partial-set)
+                    raw[key] = self.target_subset(raw[key], split)
+        if (raw[keys[2]].labeled and not self.benchmark.partial_targets
+                and cfg.benchmark.target_classes is None):
             classes = [len(set(raw[k].labels.tolist())) for k in (keys[0], keys[2])]
             if classes[0] != classes[1]:
                 raise DataError(f"source {source.name} has {classes[0]} classes but target "
@@ -374,6 +429,8 @@ class DomainAdaptation(Task):
             raise UsageError(f"domain '{source.name}' has no {split} split, only all its "
                              "images; pass --split all (or leave --split out)")
         raw = source.load(self.cfg.data.root, split or self.cfg.benchmark.target_eval_split)
+        if source.name == self.cfg.benchmark.target:  # the run's target: its classes only
+            raw = self.target_subset(raw, split or self.cfg.benchmark.target_eval_split)
         return source.name, self.prepare(raw)
 
     def analysis_data(self) -> list[tuple[str, object]]:
@@ -382,18 +439,58 @@ class DomainAdaptation(Task):
         for role, name, split in (("source", b.source, "train"),
                                   ("target", b.target, b.target_eval_split)):
             domain = self.benchmark.domain(name, source=role == "source")
-            found.append((role, self.prepare(domain.load(self.cfg.data.root, split))))
+            raw = domain.load(self.cfg.data.root, split)
+            found.append((role, self.prepare(raw if role == "source" else
+                                             self.target_subset(raw, split))))
         return found
 
     def summarize(self, evaluation: dict, wall_time: float, fit: dict, out_dir: Path,
                   steps: int) -> dict:
         b = self.cfg.benchmark
         report = self.report(evaluation)
+        partial = ({"target_classes": list(b.target_classes)} if b.target_classes is not None
+                   else {})
         return {"benchmark": b.name, "task": f"{b.source}->{b.target}", "source": b.source,
-                "target": b.target, "headline": HEADLINE.get(b.name, "accuracy"), **report,
+                "target": b.target, **partial, "headline": HEADLINE.get(b.name, "accuracy"),
+                **report,
                 "steps": steps, "heads": evaluation["heads"],
                 "wall_time_s": round(wall_time, 2), "train_steps_per_s": train_rate(fit),
                 "validation": evaluation.get("validation")}
+
+
+def check_target_classes(kept: list, benchmark) -> None:
+    """``benchmark.target_classes``: two or more of the source's classes, each once."""
+    names = benchmark.class_names or tuple(str(c) for c in range(benchmark.num_classes))
+    kept = [str(k) for k in kept]
+    if not kept:
+        raise UsageError("benchmark.target_classes=[] keeps no class; list the classes the "
+                         "target keeps (at least two), or leave it out for every class")
+    unknown = [k for k in kept if k not in names]
+    if unknown:
+        shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12
+                                         else "")
+        raise UsageError(f"benchmark.target_classes names '{unknown[0]}', a class the source "
+                         f"does not have; choose among its classes: {shown}")
+    twice = next((k for i, k in enumerate(kept) if k in kept[:i]), None)
+    if twice is not None:
+        raise UsageError(f"benchmark.target_classes names '{twice}' twice; list each class once")
+    if len(kept) == 1:
+        raise UsageError(f"benchmark.target_classes keeps one class ('{kept[0]}'): every target "
+                         "image would be that class, with nothing to classify; list at least two")
+
+
+def partial_tag(kept: list[str], protocol: tuple[str, ...]) -> str:
+    """The suffix of a partial-set task's folder: ``-partial`` for the benchmark's protocol,
+    else the classes kept (``-partial56789``), or their number and a digest where names are
+    long."""
+    import hashlib
+
+    if tuple(kept) == tuple(protocol):
+        return "-partial"
+    if all(len(k) == 1 for k in kept):
+        return "-partial" + "".join(kept)
+    digest = hashlib.sha1("\n".join(kept).encode()).hexdigest()[:6]
+    return f"-partial{len(kept)}-{digest}"
 
 
 class SemiSupervised(Task):

@@ -145,7 +145,7 @@ class Trainer:
         num_classes = self.task.num_classes
         self.num_classes = num_classes
         model = create_model(cfg, num_classes, dual=self.task.dual_model)
-        method = create_method(cfg.method, model, num_classes)
+        method = create_method(cfg.method, model, num_classes, self.task.partial_set)
         method.bind_sizes(source=len(data.source), target=len(data.target_train))
         self.method = method.to(self.device)
         if self.world.distributed and tcfg.sync_bn:
@@ -189,6 +189,10 @@ class Trainer:
                                   augmentations,
                                   tcfg.unlabeled_batch_size or tcfg.batch_size)
         self.total_steps = total_steps(tcfg, len(data.source) + len(data.target_train))
+        # a method's passes over the unlabeled images (PADA's class weights), every so many steps
+        epoch_steps = math.ceil(len(data.target_train)
+                                / (tcfg.unlabeled_batch_size or tcfg.batch_size))
+        self.refresh_every = self.method.refresh_every(max(1, epoch_steps))
         self.schedule = create_schedule(tcfg, self.total_steps)
         main = self.world.main
         self.saver = (CheckpointSaver(self.run_dir, cfg, data, writes=main)
@@ -239,6 +243,8 @@ class Trainer:
         if self.cuda_graphs:  # a new step: the last step's graph outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
         self.method.set_progress(step / self.total_steps)
+        if self.refresh_every and step and step % self.refresh_every == 0:
+            self.refresh_method()
         self.schedule.apply(self.optimizers, step)
         t0 = time.perf_counter()
         batch = self.next_batch()
@@ -266,6 +272,16 @@ class Trainer:
         self.method.after_step()
         losses["total"] = loss
         return {k: v.detach() for k, v in losses.items()}
+
+    def refresh_method(self) -> None:
+        """Give the method the logits of every unlabeled training image (``Method.refresh``).
+        Each process scores all of them, so that under torchrun every process gets the same."""
+        from pnl_da.engine.evaluate import head_logits
+
+        logits = head_logits(self.method.model,
+                             batches_for(self.task, self.data.target_train, self.device),
+                             self.autocast, self.cuda_graphs)
+        self.method.refresh([z.to(self.device) for z in logits])
 
     def track_nonfinite(self, losses: dict[str, torch.Tensor], loss: torch.Tensor,
                         step: int) -> None:

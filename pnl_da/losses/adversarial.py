@@ -26,19 +26,33 @@ def domain_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class DomainAdversarialLoss(nn.Module):
-    """DANN: ``0.5 * (BCE(D(f_s), 1) + BCE(D(f_t), 0))`` through gradient reversal."""
+    """DANN: ``0.5 * (BCE(D(f_s), 1) + BCE(D(f_t), 0))`` through gradient reversal.
+
+    With per-image weights ``w_s``, ``w_t`` (PADA's class weights, partial-set adaptation)
+    each BCE is ``mean_i w_i * bce_i``, as tllib's ``DomainAdversarialLoss(f_s, f_t, w_s, w_t)``:
+    the mean over the images, not normalised by the weights' sum."""
 
     def __init__(self, discriminator: nn.Module, grl: WarmStartGRL):
         super().__init__()
         self.discriminator, self.grl = discriminator, grl
 
-    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, w_s: torch.Tensor | None = None,
+                w_t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.discriminator(self.grl(torch.cat([f_s, f_t]))).float()
         labels = _domain_labels(len(f_s), len(f_t), logits)
         d_s, d_t = logits[: len(f_s), 0], logits[len(f_s):, 0]
-        loss = 0.5 * (F.binary_cross_entropy_with_logits(d_s, labels[: len(f_s)])
-                      + F.binary_cross_entropy_with_logits(d_t, labels[len(f_s):]))
+        loss = 0.5 * (F.binary_cross_entropy_with_logits(d_s, labels[: len(f_s)], weight=w_s)
+                      + F.binary_cross_entropy_with_logits(d_t, labels[len(f_s):], weight=w_t))
         return loss, domain_accuracy(logits.detach(), labels)
+
+
+def class_weighted(class_weight: torch.Tensor, labels: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """PADA's weights of DANN's discriminator loss from class weights ``gamma`` (C,): each
+    source image weighs ``gamma[y]``, each target image the batch's mean of those (tllib's
+    ``get_class_weight_for_adversarial_loss``)."""
+    w_s = class_weight[labels].float()
+    return w_s, w_s.mean().expand(len(labels))
 
 
 class MultiLinearMap(nn.Module):

@@ -30,8 +30,12 @@ def _discover() -> dict[str, type[Method]]:
 METHODS: dict[str, type[Method]] = _discover()
 
 
-def create_method(cfg, model, num_classes: int) -> Method:
-    return METHODS[cfg.name](cfg, model, num_classes)
+def create_method(cfg, model, num_classes: int, partial_set: bool = False) -> Method:
+    """The method of ``cfg``; ``partial_set``: the run's task is partial-set adaptation
+    (``Method.bind_task``)."""
+    method = METHODS[cfg.name](cfg, model, num_classes)
+    method.bind_task(partial_set)
+    return method
 
 
 __all__ = ["METHODS", "Batch", "Method", "create_method", "total_loss"]

@@ -76,9 +76,14 @@ class Alignment(nn.Module):
         else:
             raise ValueError(f"unknown alignment {kind!r}")
 
-    def forward(self, source: Outputs, target: Outputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, source: Outputs, target: Outputs,
+                weights: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``weights``: (source, target) per-image weights of DANN's discriminator loss."""
         if self.kind == "dann":
-            return self.loss(source.features, target.features)
+            return self.loss(source.features, target.features, *(weights or ()))
+        if weights is not None:
+            raise ValueError("per-image weights are DANN's (method.align=dann)")
         return self.loss(source.features, target.features, source.probs(), target.probs())
 
 
@@ -184,9 +189,10 @@ class Method(nn.Module):
     def set_random_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)
 
-    def logged_values(self) -> dict[str, float]:
+    def logged_values(self) -> dict:
         """Numbers of the method's schedule logged with each evaluation (metrics.jsonl, and
-        TensorBoard's train/): the gradient-reversal coefficient where it aligns."""
+        TensorBoard's train/; a dict of numbers is a group of its own): the gradient-reversal
+        coefficient where it aligns."""
         if self.alignment is None:
             return {}
         return {"grl_coeff": round(self.alignment.grl.coeff, 5)}
@@ -222,6 +228,23 @@ class Method(nn.Module):
         """The number of images of each training split, given before the method moves to its
         device; a method keeping a memory per image (FlexMatch) sizes it here."""
 
+    def bind_task(self, partial_set: bool) -> None:
+        """What the run's task tells a method, before it moves to its device: whether the
+        unlabeled images may lack some of the labeled images' classes (``benchmark.partial``,
+        partial-set adaptation)."""
+
+    def refresh_every(self, epoch_steps: int) -> int:
+        """Steps between the passes over every unlabeled training image whose logits
+        ``refresh`` receives (0: never); ``epoch_steps``: the steps of one pass over them at the
+        run's unlabeled batch size."""
+        return 0
+
+    @torch.no_grad()
+    def refresh(self, logits: list[torch.Tensor]) -> None:
+        """The logits of each prediction head on every unlabeled training image, without
+        augmentation and in eval mode, at the steps ``refresh_every`` names (before that step's
+        update): PADA's class weights."""
+
     def set_progress(self, progress: float) -> None:
         """Progress of the run in [0, 1]; drives the GRL warm start and ramps."""
         self.progress = progress
@@ -241,12 +264,21 @@ class Method(nn.Module):
         return [Outputs(f, list(zs)) for f, *zs in parts]
 
     @staticmethod
-    def supervised_loss(outputs: Outputs, labels: torch.Tensor) -> torch.Tensor:
-        return sum(F.cross_entropy(z.float(), labels) for z in outputs.logits)
+    def supervised_loss(outputs: Outputs, labels: torch.Tensor,
+                        class_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of every head. With ``class_weight`` (C,), F.cross_entropy's weighted
+        mean ``sum_i w(y_i) l_i / sum_i w(y_i)`` (PADA's source loss, as tllib's), except that
+        a batch whose weights are all 0 gives 0 where F.cross_entropy gives NaN."""
+        if class_weight is None:
+            return sum(F.cross_entropy(z.float(), labels) for z in outputs.logits)
+        weights = class_weight[labels].float()
+        return sum((F.cross_entropy(z.float(), labels, reduction="none") * weights).sum()
+                   / weights.sum().clamp_min(1e-12) for z in outputs.logits)
 
-    def align(self, source: Outputs, target: Outputs, losses: dict) -> None:
+    def align(self, source: Outputs, target: Outputs, losses: dict,
+              weights: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         if self.alignment is not None:
-            loss, accuracy = self.alignment(source, target)
+            loss, accuracy = self.alignment(source, target, weights)
             losses["transfer"] = self.alignment.trade_off * loss
             losses["domain_acc"] = accuracy  # a metric (logged_only)
 
@@ -257,6 +289,12 @@ class Method(nn.Module):
         losses = {"cls": self.supervised_loss(source, batch.labels)}
         self.align(source, target, losses)
         return losses
+
+
+def logged_weights(weight: torch.Tensor) -> dict[str, float]:
+    """Class weights (partial-set methods) as metrics.jsonl keeps them; TensorBoard shows them
+    as class_weight/<class index>."""
+    return {str(c): round(float(w), 5) for c, w in enumerate(weight.tolist())}
 
 
 def total_loss(losses: dict[str, torch.Tensor],

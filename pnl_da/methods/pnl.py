@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pnl_da.choice import Align, Choice, View
+from pnl_da.choice import Align, Choice, Toggle, View
 from pnl_da.errors import UsageError
+from pnl_da.losses.adversarial import class_weighted
 from pnl_da.losses.confusion import MinimumClassConfusionLoss
 from pnl_da.losses.distribution import DistributionAlignment
 from pnl_da.losses.negative import STRATEGIES, negative_learning_loss, select_negatives
 from pnl_da.losses.thresholds import CurriculumThreshold, SelfAdaptiveThreshold
-from pnl_da.methods.base import Batch, Method
+from pnl_da.methods.base import Batch, Method, logged_weights
 from pnl_da.methods.fixmatch import confident_pseudo_label_loss
 from pnl_da.methods.options import ADVERSARIAL_RANGES, AdversarialOptions, MethodConfig
 
@@ -30,6 +31,9 @@ from pnl_da.methods.options import ADVERSARIAL_RANGES, AdversarialOptions, Metho
 # class being absorbed is noticed while it happens (distribution alignment's 0.999 averages
 # over most of a short run).
 SHARE_MOMENTUM = 0.99
+# Partial-set form: a class whose weight (its running share of the target predictions over the
+# largest class's, ramped in) is below this is taken for absent from the target.
+ABSENT_WEIGHT = 0.1
 
 
 def sigmoid_rampup(progress: float, length: float) -> float:
@@ -64,6 +68,9 @@ def check_k(cfg, num_classes: int) -> None:
                          f"most {num_classes - 1} can be negatives besides the argmax; use "
                          f"method.k={num_classes - 1} (every other class) or less")
 
+
+# the switches of the partial-set form's parts (its ablation)
+PARTIAL_PARTS = ("partial_supervision", "partial_alignment", "partial_negatives")
 
 # How the k pseudo-negative labels are chosen: the strategies of pnl_da/losses/negative.py
 Selection = Choice("Selection", {name: name for name in STRATEGIES})
@@ -140,6 +147,16 @@ class PNLConfig(MethodConfig, AdversarialOptions):
     # (benchmarks/results/digits_tasks.md)
     mcc_weight: float = 1.0
     mcc_temperature: float = 2.5
+    # Partial-set form (docs/method.md, partial-set adaptation): class weights w(c) = s(c) /
+    # max s, with s the running share of target images the two heads predict as c (about the
+    # last 100 steps), ramped in with the negatives' weight. They weigh the source loss
+    # (partial_supervision) and DANN's discriminator (partial_alignment, as PADA does), and a
+    # class whose weight is below ABSENT_WEIGHT is a pseudo-negative label of every target
+    # image (partial_negatives). auto: on where the run is partial-set (benchmark.partial).
+    partial: Toggle = Toggle.auto
+    partial_supervision: bool = True
+    partial_alignment: bool = True
+    partial_negatives: bool = True
 
 
 class PNL(Method):
@@ -183,6 +200,13 @@ class PNL(Method):
         if not cfg.mcc_weight:
             inert["mcc_temperature"] = ("it scales the stacked MCC loss, which is off "
                                         "(method.mcc_weight=0)")
+        if cfg.partial == "false":
+            for key in PARTIAL_PARTS:
+                inert[key] = ("it is a part of the partial-set form, which is off "
+                              "(method.partial=false)")
+        elif cfg.align != "dann":
+            inert["partial_alignment"] = (f"it weighs DANN's discriminator, and {cfg.name} "
+                                          f"aligns with method.align={cfg.align}")
         return inert
 
     def __init__(self, cfg, model, num_classes: int):
@@ -205,6 +229,25 @@ class PNL(Method):
         elif cfg.positive_threshold > 0 and cfg.positives == "flexmatch":
             self.bars = nn.ModuleList(CurriculumThreshold(num_classes, cfg.positive_threshold)
                                       for _ in range(2))
+
+    def bind_task(self, partial_set: bool) -> None:
+        cfg = self.cfg
+        self.partial = cfg.partial == "true" or (cfg.partial == "auto" and partial_set)
+        # the running share of target images each class is predicted for, both heads together
+        self.target_share = (DistributionAlignment(self.num_classes, SHARE_MOMENTUM)
+                             if self.partial else None)
+
+    def class_weights(self) -> torch.Tensor:
+        """Partial-set form: w(c) = s(c) / max s, blended from 1 with the negatives' ramp."""
+        share = self.target_share.model_mean
+        ramp = sigmoid_rampup(self.progress, self.cfg.ramp)
+        return 1 - ramp + ramp * share / share.max().clamp_min(1e-12)
+
+    def logged_values(self) -> dict:
+        values = super().logged_values()
+        if self.partial:
+            values["class_weight"] = logged_weights(self.class_weights())
+        return values
 
     def bind_sizes(self, source: int, target: int) -> None:
         if self.cfg.positive_threshold > 0 and self.cfg.positives == "flexmatch":
@@ -237,8 +280,19 @@ class PNL(Method):
         source, target_gen = outputs[0], outputs[1]
         target_learn = outputs[2] if cfg.generator_view == "weak" else target_gen
 
-        losses = {"cls": self.supervised_loss(source, batch.labels)}
-        self.align(source, target_gen, losses)
+        weight = absent = None
+        if self.partial:
+            predicted = torch.cat([z.detach().argmax(dim=1) for z in target_gen.logits[:2]])
+            self.target_share.observe(F.one_hot(predicted, self.num_classes).float())
+            weight = self.class_weights()
+            if cfg.partial_negatives:
+                absent = (weight < ABSENT_WEIGHT).expand(len(target_learn.features), -1)
+        losses = {"cls": self.supervised_loss(source, batch.labels, weight
+                                              if cfg.partial_supervision else None)}
+        self.align(source, target_gen, losses,
+                   class_weighted(weight, batch.labels)
+                   if weight is not None and cfg.partial_alignment and cfg.align == "dann"
+                   else None)
         if self.confusion is not None:
             confusion = sum(self.confusion(z) for z in target_gen.logits[:2]) / 2
             losses["mcc"] = cfg.mcc_weight * confusion
@@ -270,6 +324,8 @@ class PNL(Method):
                                          ceiling=bar if cfg.negatives_on == "unconfident"
                                          else None)
             nl = nl + negative_learning_loss(learner_logits, negatives)
+            if absent is not None:  # the classes taken for absent: negatives of every image
+                nl = nl + negative_learning_loss(learner_logits, absent)
             if bar is not None:
                 term, _ = confident_pseudo_label_loss(probs, learner_logits, bar)
                 positive = positive + term
