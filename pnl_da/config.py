@@ -355,10 +355,6 @@ def _check_ssl_only_options(cfg: DictConfig, overrides: list[str]) -> None:
         raise UsageError(f"method.align={cfg.method.align} aligns a source domain with a target "
                          "domain; a semi-supervised run has one dataset, so leave method.align "
                          "out (domain adaptation: `pnl-da run`)")
-    if cfg.method.get("partial", "auto") == "true":
-        raise UsageError("method.partial=true is the partial-set form of domain adaptation (a "
-                         "target lacking some of the source's classes: `pnl-da run`); leave it "
-                         "out of a semi-supervised run")
     keys = {item.partition("=")[0] for item in overrides}
     if cfg.method.target_view == "none" and "trainer.unlabeled_batch_size" in keys:
         raise UsageError(f"'trainer.unlabeled_batch_size' changes nothing: {cfg.method.name} "

@@ -226,9 +226,6 @@ def test_pnl_partial_form_is_on_in_partial_set_runs_only_unless_told():
     with pytest.raises(UsageError) as excinfo:
         make_cfg("method.partial=false", "method.partial_negatives=false")
     assert "method.partial=false" in one_line_error(excinfo)
-    with pytest.raises(UsageError) as excinfo:
-        compose(["dataset=mnist-sample", "dataset.labels=20", "method.partial=true"], "ssl")
-    assert "pnl-da run" in one_line_error(excinfo)
 
 
 def test_pnl_class_weights_follow_the_heads_target_predictions_after_the_ramp():
