@@ -68,31 +68,39 @@ def batches_for(task, data, device: torch.device, shard: tuple[int, int] = (0, 1
                        device, normalize, shard, indices)
 
 
+def in_eval_mode(model, batches, autocast, cuda_graphs: bool = False):
+    """(features, the prediction heads' logits, labels) of each batch, the model in eval mode
+    without gradients; its mode is restored after the last batch (or an error). Only the
+    prediction heads: pnl_paper's consistency heads are left out. ``cuda_graphs``: the model's
+    backbone replays CUDA graphs (trainer.cuda_graphs), so each batch is a new step."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for x, y in batches:
+                if cuda_graphs:  # see Trainer.train_step (marking imports inductor: seconds)
+                    torch.compiler.cudagraph_mark_step_begin()
+                with autocast():
+                    features, logits = model(x)
+                yield features, logits[:getattr(model, "prediction_heads", len(logits))], y
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def predict(model, batches, autocast, cuda_graphs: bool = False
             ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """(predicted classes per head and for the mean of the heads' softmaxes, the batches'
     labels); ``cuda_graphs``: the model's backbone replays CUDA graphs (trainer.cuda_graphs),
     so each batch is a new step."""
-    was_training = model.training
-    model.eval()
     preds: dict[str, list[torch.Tensor]] = {}
     labels: list[torch.Tensor] = []
-    try:
-        for x, y in batches:
-            labels.append(y.cpu())
-            if cuda_graphs:  # see Trainer.train_step (marking imports inductor: seconds)
-                torch.compiler.cudagraph_mark_step_begin()
-            with autocast():
-                _, logits = model(x)
-            # only the prediction heads (not pnl_paper's consistency heads)
-            logits = logits[:getattr(model, "prediction_heads", len(logits))]
-            probs = [torch.softmax(z.float(), dim=1) for z in logits]
-            for name, p in zip(HEAD_NAMES, probs):
-                preds.setdefault(name, []).append(p.argmax(1))
-            preds.setdefault("mean", []).append(torch.stack(probs).mean(0).argmax(1))
-    finally:
-        model.train(was_training)
+    for _, logits, y in in_eval_mode(model, batches, autocast, cuda_graphs):
+        labels.append(y.cpu())
+        probs = [torch.softmax(z.float(), dim=1) for z in logits]
+        for name, p in zip(HEAD_NAMES, probs):
+            preds.setdefault(name, []).append(p.argmax(1))
+        preds.setdefault("mean", []).append(torch.stack(probs).mean(0).argmax(1))
     empty = torch.zeros(0, dtype=torch.long)  # a process whose share is no batch
     return ({name: torch.cat(chunks).cpu() for name, chunks in preds.items()},
             torch.cat(labels) if labels else empty)
@@ -125,20 +133,11 @@ def outputs(model, batches, autocast, prediction: str = "mean", cuda_graphs: boo
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(probabilities of the reported prediction, features, labels) of every image, on the
     CPU, in float: what the label-free validation scores read (labels: DEV's source only)."""
-    was_training = model.training
-    model.eval()
     probs, features, labels = [], [], []
-    try:
-        for x, y in batches:
-            if cuda_graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with autocast():
-                feats, logits = model(x)
-            probs.append(prediction_probs(model, logits, prediction).cpu())
-            features.append(feats.float().flatten(1).cpu())
-            labels.append(y.cpu())
-    finally:
-        model.train(was_training)
+    for feats, logits, y in in_eval_mode(model, batches, autocast, cuda_graphs):
+        probs.append(prediction_probs(model, logits, prediction).cpu())
+        features.append(feats.float().flatten(1).cpu())
+        labels.append(y.cpu())
     return torch.cat(probs), torch.cat(features), torch.cat(labels)
 
 
@@ -146,22 +145,12 @@ def outputs(model, batches, autocast, prediction: str = "mean", cuda_graphs: boo
 def head_logits(model, batches, autocast, cuda_graphs: bool = False) -> list[torch.Tensor]:
     """The logits of each prediction head on every image of ``batches``, in eval mode, float,
     on the CPU (PADA's pass over the target: ``Method.refresh``)."""
-    was_training = model.training
-    model.eval()
     chunks: list[list[torch.Tensor]] = []
-    try:
-        for x, _ in batches:
-            if cuda_graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with autocast():
-                _, logits = model(x)
-            logits = logits[:getattr(model, "prediction_heads", len(logits))]
-            if not chunks:
-                chunks = [[] for _ in logits]
-            for chunk, z in zip(chunks, logits):
-                chunk.append(z.float().cpu())
-    finally:
-        model.train(was_training)
+    for _, logits, _ in in_eval_mode(model, batches, autocast, cuda_graphs):
+        if not chunks:
+            chunks = [[] for _ in logits]
+        for chunk, z in zip(chunks, logits):
+            chunk.append(z.float().cpu())
     return [torch.cat(chunk) for chunk in chunks]
 
 
