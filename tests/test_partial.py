@@ -58,6 +58,21 @@ def test_a_class_list_makes_the_run_partial_set_and_a_folder_of_its_own():
                     "runs/digits/uci2mnist-sample-partial"}
 
 
+def test_a_class_list_is_partial_set_however_the_configuration_was_composed():
+    from pnl_da.config import compose as compose_unresolved
+    from pnl_da.methods import create_method
+    from pnl_da.models.factory import create_model
+
+    for composed in (compose, compose_unresolved):
+        cfg = composed(["benchmark.source=uci", "benchmark.target=mnist-sample",
+                        "benchmark.target_classes=[0,1,2,3,4]"])
+        assert task_of(cfg).partial_set, composed.__module__
+        assert create_method(cfg.method, create_model(cfg, 10), 10,
+                             task_of(cfg).partial_set).partial
+    assert not task_of(compose_unresolved(["benchmark.source=uci",
+                                           "benchmark.target=mnist-sample"])).partial_set
+
+
 def test_only_the_kept_classes_of_the_target_are_trained_and_scored():
     cfg = make_cfg("benchmark.target_classes=[0,2,4]")
     closed = load_data(make_cfg())

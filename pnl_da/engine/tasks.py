@@ -356,8 +356,11 @@ class DomainAdaptation(Task):
 
     @property
     def partial_set(self) -> bool:
-        """The target may lack some of the source's classes (``benchmark.partial``)."""
-        return bool(self.cfg.benchmark.partial)
+        """The target may lack some of the source's classes: ``benchmark.partial``, or a class
+        list, read here too because a configuration composed without ``resolve`` (the study
+        scripts' ``pnl_da.config.compose``) has the list but not the flag."""
+        b = self.cfg.benchmark
+        return bool(b.partial) or b.target_classes is not None
 
     def kept_labels(self) -> set[int] | None:
         """The class indices the target keeps; None: every class."""
