@@ -115,8 +115,10 @@ def test_a_signal_checkpoints_the_step_under_way_and_resume_loses_no_step(tmp_pa
     # finished the resumed run before the signal arrived)
     args = [*DIGITS, "trainer.steps=240", "trainer.eval_every=40", "trainer.batch_size=16",
             "trainer.progress=false", "trainer.device=cpu"]
+    # the uninterrupted reference runs beside the stopped ones: on the second core, and it only
+    # slows them, which keeps the signals inside training
     reference = tmp_path / "reference"
-    assert cli(*args, "--out", reference).returncode == 0
+    uninterrupted = start(*args, "--out", reference)
     out, steps = tmp_path / "run", [0]
     # SIGTERM (a cluster's preemption), then on the resumed run SIGINT (Ctrl-C)
     for signum, code, words in [(signal.SIGTERM, 143, "stopped by SIGTERM"),
@@ -142,6 +144,8 @@ def test_a_signal_checkpoints_the_step_under_way_and_resume_loses_no_step(tmp_pa
     resumed = cli(*args, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {out} from step {steps[-1]}" in resumed.stderr
+    _, err = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, err
     assert_same_run(out, reference)
     segments = json.loads((out / "env.json").read_text())["segments"]
     assert [s["from_step"] for s in segments] == steps  # where each segment started
@@ -576,15 +580,15 @@ def test_on_nan_skip_skips_the_steps_and_counts_them(capsys, tmp_path, monkeypat
 
 # -- 7. The soak benchmark, small -------------------------------------------------------------
 
-def test_soak_of_five_runs_loses_nothing(tmp_path):
+def test_soak_of_four_runs_on_two_workers_loses_nothing(tmp_path):
     out = tmp_path / "soak.md"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/soak.py"), "--runs", "5",
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/soak.py"), "--runs", "4",
                            "--configs", "1", "--max-faults", "1", "--jobs", "2", "--out",
                            str(out)], cwd=ROOT,
                           env=env_one_thread(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     table = out.read_text()
-    for row in ("| runs | 5 |", "| runs bitwise equal to the reference | 5 |",
+    for row in ("| runs | 4 |", "| runs bitwise equal to the reference | 4 |",
                 "| files lost | 0 |", "| stale temporary files and locks | 0 |",
                 "| unexpected exit codes | 0 |"):
         assert row in table, table
