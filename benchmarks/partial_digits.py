@@ -136,20 +136,17 @@ def main() -> int:
     aligned = "method.align=none" not in pnl
     ablation = {label: overrides for label, overrides in ABLATION.items()
                 if aligned or "partial_alignment" not in overrides[0]}
-    for label, overrides in ablation.items():
-        for task in tasks:
-            for seed in SEEDS:
-                later[task, "pnl", label, seed] = plan(task, "pnl", label, pnl + overrides,
-                                                       seed, args.runs, args.steps)
     # outside the rule (see the docstring): the alignment weights, from PNL's aligned default
     extra = {} if aligned else {"default": [], "default without alignment weights":
                                 ["method.partial_alignment=false"]}
-    for label, overrides in extra.items():
+    pnl_runs = {**{label: pnl + overrides for label, overrides in ablation.items()},
+                **{label: CANDIDATES["pnl"]["default"] + overrides
+                   for label, overrides in extra.items()}}
+    for label, overrides in pnl_runs.items():
         for task in tasks:
-            for seed in SEEDS:
+            for seed in SEEDS:  # the default's choice-task runs are phase 1's: not in `later`
                 later.setdefault((task, "pnl", label, seed), plan(
-                    task, "pnl", label, CANDIDATES["pnl"]["default"] + overrides, seed,
-                    args.runs, args.steps))
+                    task, "pnl", label, overrides, seed, args.runs, args.steps))
     run_all(later, args.jobs, args.runs)
     runs = {**phase1, **later}
     acc.update({key: accuracy(out) for key, (_, out) in later.items()})
@@ -184,24 +181,23 @@ def main() -> int:
             lines.append(f"| {NAMES[method]} | {label} | `{' '.join(overrides) or '-'}` | "
                          + " | ".join(cells) + f" | {mean:.2f} | "
                          + ("yes" if label == chosen[method] else "") + " |")
+    def pnl_rows(rows: dict[str, str]) -> list[str]:
+        """A table of PNL's runs on every task: row name -> the runs' label."""
+        table = ["| PNL | " + " | ".join(name(t) for t in tasks) + " | mean |",
+                 "|---|" + "---|" * (len(tasks) + 1)]
+        for row, key in rows.items():
+            cells = [cell([acc[t, "pnl", key, s] for s in SEEDS]) for t in tasks]
+            mean = statistics.mean(acc[t, "pnl", key, s] for t in tasks for s in SEEDS)
+            table.append(f"| {row} | " + " | ".join(cells) + f" | {mean:.2f} |")
+        return table
+
     lines += ["", f"## Ablation of PNL's partial-set form (from PNL {chosen['pnl']})", "",
-              "| PNL | " + " | ".join(name(t) for t in tasks) + " | mean |",
-              "|---|" + "---|" * (len(tasks) + 1)]
-    for label in ("full form", *ablation):
-        key = chosen["pnl"] if label == "full form" else label
-        cells = [cell([acc[t, "pnl", key, s] for s in SEEDS]) for t in tasks]
-        mean = statistics.mean(acc[t, "pnl", key, s] for t in tasks for s in SEEDS)
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.2f} |")
+              *pnl_rows({"full form": chosen["pnl"], **{label: label for label in ablation}})]
     if extra:
         lines += ["", "## Outside the rule: PNL's alignment weights, from its default (on DANN "
                   "and MCC)", "", "Phase 1 chose PNL on MCC, which has no alignment to weigh; "
                   "these runs, added after phase 1, ablate that part from PNL's default.", "",
-                  "| PNL | " + " | ".join(name(t) for t in tasks) + " | mean |",
-                  "|---|" + "---|" * (len(tasks) + 1)]
-        for label in extra:
-            cells = [cell([acc[t, "pnl", label, s] for s in SEEDS]) for t in tasks]
-            mean = statistics.mean(acc[t, "pnl", label, s] for t in tasks for s in SEEDS)
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.2f} |")
+                  *pnl_rows({label: label for label in extra})]
     lines += ["", "## Class weights at the end: mean on the kept classes / on the absent ones",
               "", "| method | " + " | ".join(name(t) for t in tasks) + " |",
               "|---|" + "---|" * len(tasks)]
